@@ -14,6 +14,13 @@ TARGET = "target"
 KIND = "kind"
 IDENTIFIER = "identifier"
 
+
+
+def identifier_column(kind: str) -> str:
+    """Name of the ``events`` column that holds the normalised identifiers of ``kind``."""
+    return f"id_{kind}"
+
+
 # The exact outputs of `ringfinder detect`.
 MEMBERS_COLUMNS = (
     "contributor_id",

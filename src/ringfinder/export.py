@@ -1,0 +1,114 @@
+"""Export: the output files of a run, written atomically into the target folder.
+
+CSV text cells that a spreadsheet would read as a formula are neutralised (OWASP CSV
+injection); Parquet and JSON keep the raw values.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ringfinder.schema import MEMBERS_COLUMNS, QUARANTINE_COLUMNS, RINGS_COLUMNS
+
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+
+def neutralise_cell(value: object) -> object:
+    """Prefix a text cell that starts like a formula with a quote, so it stays text.
+
+    Examples
+    --------
+    >>> neutralise_cell('=HYPERLINK("http://x")')
+    '\\'=HYPERLINK("http://x")'
+    """
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
+
+
+def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy of ``frame`` fit for CSV: formulas neutralised, times as ISO 8601 UTC, flags as text."""
+    out = frame.copy()
+    for column in out.columns:
+        series = out[column]
+        if pd.api.types.is_datetime64_any_dtype(series):
+            out[column] = series.dt.strftime(TIME_FORMAT)
+        elif pd.api.types.is_bool_dtype(series):
+            out[column] = series.map({True: "true", False: "false"})
+        elif pd.api.types.is_object_dtype(series) or pd.api.types.is_string_dtype(series):
+            out[column] = series.map(neutralise_cell)
+    return out
+
+
+def write_table(frame: pd.DataFrame, folder: Path, name: str, *, parquet: bool) -> None:
+    """Write ``name.csv`` (spreadsheet-safe) and, if asked, ``name.parquet`` (raw values)."""
+    spreadsheet_safe(frame).to_csv(folder / f"{name}.csv", index=False, lineterminator="\n")
+    if parquet:
+        frame.to_parquet(folder / f"{name}.parquet", index=False)
+
+
+def rule_input_lines(members: pd.DataFrame) -> Iterator[str]:
+    """One JSON object per flagged contributor, for rule engines."""
+    flagged = members[members["flagged"]].sort_values("contributor_id")
+    for row in flagged.itertuples(index=False):
+        record: dict[str, Any] = {
+            "contributor_id": row.contributor_id,
+            "ring_id": row.ring_id,
+            "ring_score": float(row.ring_score),
+            "member_score": float(row.member_score),
+            "flagged": True,
+            "reasons": [r for r in str(row.reasons).split(";") if r],
+        }
+        yield json.dumps(record, ensure_ascii=False, sort_keys=True)
+
+
+@contextmanager
+def atomic_folder(target: Path) -> Iterator[Path]:
+    """Yield a fresh folder beside ``target``; on success it replaces ``target`` whole."""
+    target = target.resolve()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.parent / f".{target.name}.tmp-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    previous = target.parent / f".{target.name}.old-{os.getpid()}"
+    if target.exists():
+        target.rename(previous)
+    staging.rename(target)
+    shutil.rmtree(previous, ignore_errors=True)
+
+
+def write_outputs(
+    folder: Path,
+    *,
+    members: pd.DataFrame,
+    rings: pd.DataFrame,
+    quarantine: pd.DataFrame,
+    manifest: dict[str, Any],
+    parquet: bool = True,
+) -> None:
+    """Write members, rings, rule inputs, quarantine and the manifest into ``folder``."""
+    write_table(members[list(MEMBERS_COLUMNS)], folder, "members", parquet=parquet)
+    write_table(rings[list(RINGS_COLUMNS)], folder, "rings", parquet=parquet)
+    with (folder / "rule_inputs.jsonl").open("w", encoding="utf-8", newline="\n") as handle:
+        for line in rule_input_lines(members):
+            handle.write(line + "\n")
+    spreadsheet_safe(quarantine[list(QUARANTINE_COLUMNS)]).to_csv(
+        folder / "quarantine.csv", index=False, lineterminator="\n"
+    )
+    (folder / "manifest.json").write_text(
+        json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8"
+    )

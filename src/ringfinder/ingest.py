@@ -1,0 +1,375 @@
+"""Ingest: read event exports into DuckDB, map columns, parse, normalise, quarantine.
+
+Creates two tables on the connection: ``events`` (one clean row per accepted, de-duplicated
+input row) and ``quarantine`` (every rejected row as it came, with a reason). Nothing is lost:
+rows read = accepted + quarantined + exact duplicates.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from ringfinder.config import InputConfig
+from ringfinder.errors import InputError
+from ringfinder.normalise import normaliser_sql, register_functions, sql_identifier, sql_literal
+from ringfinder.schema import CONTRIBUTOR, EVENT_TYPE, TARGET, TIME, identifier_column
+
+log = logging.getLogger(__name__)
+
+FORMATS = {
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".txt": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+}
+META = ("rf_source", "rf_row")
+JSON_LINE = "rf_line"
+# json_type raises on invalid JSON, and AND does not short-circuit: guard it with CASE.
+JSON_IS_OBJECT = f"coalesce(CASE WHEN json_valid({JSON_LINE}) THEN json_type({JSON_LINE}) END = 'OBJECT', false)"
+EARLIEST, LATEST = "1990-01-01", "2100-01-01"
+
+
+@dataclass
+class IngestResult:
+    """Row accounting and input fingerprints of one ingest."""
+
+    rows_read: int
+    rows_accepted: int
+    rows_quarantined: int
+    rows_duplicate: int
+    contributors: int
+    quarantine_reasons: dict[str, int]
+    inputs: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _format_of(path: Path, forced: str) -> str:
+    if forced != "auto":
+        return forced
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] in (".gz", ".zst"):
+        suffixes = suffixes[:-1]
+    fmt = FORMATS.get(suffixes[-1] if suffixes else "")
+    if fmt is None:
+        raise InputError(f"{path}: unknown file type; use .csv, .parquet or .jsonl, or set input.format")
+    return fmt
+
+
+def resolve_inputs(inputs: Sequence[str | Path], *, forced_format: str = "auto") -> list[tuple[Path, str]]:
+    """Expand globs and folders into a sorted list of (file, format)."""
+    files: list[Path] = []
+    for item in inputs:
+        text = str(item)
+        path = Path(text)
+        if path.is_dir():
+            found = sorted(
+                p for p in path.rglob("*")
+                if p.is_file() and not p.name.startswith(".") and _known(p, forced_format)
+            )
+            if not found:
+                raise InputError(f"{path}: folder holds no .csv, .parquet or .jsonl files")
+            files.extend(found)
+        elif any(ch in text for ch in "*?["):
+            matched = sorted(Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file())
+            if not matched:
+                raise InputError(f"{text}: no input files match this pattern")
+            files.extend(matched)
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise InputError(f"{path}: input file not found")
+    unique = sorted(dict.fromkeys(files))
+    return [(p, _format_of(p, forced_format)) for p in unique]
+
+
+def _known(path: Path, forced: str) -> bool:
+    try:
+        _format_of(path, forced)
+    except InputError:
+        return False
+    return True
+
+
+def _fingerprint(path: Path) -> dict[str, Any]:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return {"path": str(path), "bytes": path.stat().st_size, "sha256": digest.hexdigest()}
+
+
+def _duck_error(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def _mapped_columns(config: InputConfig) -> dict[str, str]:
+    """Config key → source column, for every column the config maps."""
+    mapped = {"input.contributor": config.contributor, "input.timestamp": config.timestamp}
+    if config.event_type:
+        mapped["input.event_type"] = config.event_type
+    if config.target:
+        mapped["input.target"] = config.target
+    for name, kind in config.kinds.items():
+        mapped[f"input.kinds.{name}.column"] = kind.column
+    return mapped
+
+
+def _scan_sql(path: Path, fmt: str, rejects: str) -> str:
+    p = sql_literal(str(path))
+    if fmt == "parquet":
+        return (
+            f"SELECT {sql_literal(str(path))} AS rf_source, file_row_number + 1 AS rf_row, "
+            f"COLUMNS(* EXCLUDE (file_row_number))::VARCHAR "
+            f"FROM read_parquet({p}, file_row_number = true)"
+        )
+    if fmt == "jsonl":
+        return (
+            f"SELECT * FROM (SELECT {p} AS rf_source, row_number() OVER () AS rf_row, "
+            f"column0 AS {JSON_LINE} FROM read_csv({p}, columns = {{'column0': 'VARCHAR'}}, "
+            f"header = false, delim = '\\x1e', quote = '', escape = '', auto_detect = false, "
+            f"strict_mode = false, max_line_size = 67108864, store_rejects = true, "
+            f"rejects_table = '{rejects}', rejects_scan = '{rejects}_scan')) "
+            f"WHERE {JSON_LINE} IS NOT NULL AND trim({JSON_LINE}) <> ''"
+        )
+    return (
+        f"SELECT {p} AS rf_source, row_number() OVER () AS rf_row, * "
+        f"FROM read_csv({p}, all_varchar = true, header = true, sample_size = 20480, "
+        f"max_line_size = 67108864, store_rejects = true, "
+        f"rejects_table = '{rejects}', rejects_scan = '{rejects}_scan')"
+    )
+
+
+def _columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
+    return [row[0] for row in con.execute(f"DESCRIBE {table}").fetchall()]
+
+
+def _check_columns(source: str, present: Sequence[str], config: InputConfig) -> None:
+    lowered = {c.lower() for c in present}
+    for key, column in _mapped_columns(config).items():
+        if column.lower() not in lowered:
+            shown = ", ".join(c for c in present if c not in META and c != JSON_LINE)
+            raise InputError(f"{source}: column {column!r} ({key}) not found; columns are: {shown}")
+
+
+def _json_columns(config: InputConfig) -> str:
+    """Select list that pulls the mapped keys out of JSON lines (only from object lines)."""
+    is_object = JSON_IS_OBJECT
+    parts = []
+    for column in dict.fromkeys(_mapped_columns(config).values()):
+        key = sql_literal(column)
+        parts.append(
+            f"CASE WHEN {is_object} THEN json_extract_string({JSON_LINE}, {key}) END "
+            f"AS {sql_identifier(column)}"
+        )
+    return ", ".join(parts)
+
+
+def _stage_file(con: duckdb.DuckDBPyConnection, path: Path, fmt: str, index: int, config: InputConfig) -> str:
+    """Load one file into a staging table of text columns; return the table name."""
+    table, rejects = f"rf_part_{index}", f"rf_rejects_{index}"
+    try:
+        con.execute(f"CREATE TEMP TABLE {table} AS {_scan_sql(path, fmt, rejects)}")
+    except duckdb.Error as exc:
+        raise InputError(f"{path}: cannot read as {fmt}: {_duck_error(exc)}") from None
+    if fmt == "jsonl":
+        _check_json_keys(con, table, path, config)
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT *, {_json_columns(config)} FROM {table}"
+        )
+    else:
+        _check_columns(str(path), _columns(con, table), config)
+    return table
+
+
+def _check_json_keys(con: duckdb.DuckDBPyConnection, table: str, path: Path, config: InputConfig) -> None:
+    """A mapped key that no object line of a JSON file has is a missing column."""
+    objects = JSON_IS_OBJECT
+    if not con.execute(f"SELECT count(*) FROM {table} WHERE {objects}").fetchone()[0]:  # type: ignore[index]
+        return  # no object at all: every line is quarantined with its reason
+    for key, column in _mapped_columns(config).items():
+        path_literal = sql_literal("$." + sql_identifier(column))
+        found = con.execute(
+            f"SELECT count(*) FROM {table} WHERE {objects} AND json_exists({JSON_LINE}, {path_literal})"
+        ).fetchone()[0]  # type: ignore[index]
+        if not found:
+            raise InputError(f"{path}: key {column!r} ({key}) not found in any JSON object")
+
+
+def _rejected_lines(con: duckdb.DuckDBPyConnection, index: int, path: Path) -> str | None:
+    """Query of the lines DuckDB's CSV reader rejected for file ``index``, as quarantine rows."""
+    tables = {row[0] for row in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+    if f"rf_rejects_{index}" not in tables:
+        return None
+    return (
+        f"SELECT {sql_literal(str(path))} AS source, CAST(line AS BIGINT) AS row, "
+        f"'malformed line: ' || lower(error_type::VARCHAR) AS reason, csv_line AS raw "
+        f"FROM rf_rejects_{index}"
+    )
+
+
+def _stage_query(con: duckdb.DuckDBPyConnection, query: str, label: str, config: InputConfig) -> str:
+    try:
+        con.execute(
+            f"CREATE TEMP TABLE rf_part_sql AS SELECT {sql_literal(label)} AS rf_source, "
+            f"row_number() OVER () AS rf_row, COLUMNS(*)::VARCHAR FROM ({query})"
+        )
+    except duckdb.Error as exc:
+        raise InputError(f"{label}: query failed: {_duck_error(exc)}") from None
+    _check_columns(label, _columns(con, "rf_part_sql"), config)
+    return "rf_part_sql"
+
+
+def _timestamp_sql(column: str) -> str:
+    """Parse ISO 8601 (Z or offset), 'YYYY-MM-DD HH:MM:SS', epoch s or ms into a UTC TIMESTAMP."""
+    t = f"trim({column})"
+    return (
+        f"(CASE WHEN regexp_full_match({t}, '-?\\d{{1,10}}(\\.\\d+)?') "
+        f"THEN make_timestamp(CAST(CAST({t} AS DOUBLE) * 1e6 AS BIGINT)) "
+        f"WHEN regexp_full_match({t}, '-?\\d{{11,14}}(\\.\\d+)?') "
+        f"THEN make_timestamp(CAST(CAST({t} AS DOUBLE) * 1e3 AS BIGINT)) "
+        f"ELSE timezone('UTC', try_cast({t} AS TIMESTAMPTZ)) END)"
+    )
+
+
+def _raw_json_sql(columns: Sequence[str]) -> str:
+    """The row as it came: the JSON line itself, or an object of the row's text columns."""
+    data = [c for c in columns if c not in META and c != JSON_LINE]
+    pairs = ", ".join(f"{sql_literal(c)}, {sql_identifier(c)}" for c in data)
+    obj = f"CAST(json_object({pairs}) AS VARCHAR)" if data else "NULL"
+    return f"coalesce({JSON_LINE}, {obj})" if JSON_LINE in columns else obj
+
+
+def _build_tables(
+    con: duckdb.DuckDBPyConnection, parts: list[str], rejects: list[str], config: InputConfig
+) -> None:
+    """Union the staged parts, then split them into ``events`` and ``quarantine``."""
+    union = " UNION ALL BY NAME ".join(f"SELECT * FROM {p}" for p in parts)
+    con.execute(f"CREATE TEMP TABLE rf_raw AS {union}")
+    con.execute("CREATE TEMP TABLE rf_counts AS SELECT count(*) AS n FROM rf_raw")
+    for part in parts:
+        con.execute(f"DROP TABLE {part}")
+    columns = _columns(con, "rf_raw")
+    contributor = f"trim({sql_identifier(config.contributor)})"
+    placeholders = ", ".join(sql_literal(p.strip().lower()) for p in config.placeholders)
+    missing_contributor = f"({contributor} IS NULL OR {contributor} = ''"
+    missing_contributor += f" OR lower({contributor}) IN ({placeholders}))" if placeholders else ")"
+    ts_raw = sql_identifier(config.timestamp)
+    ts = _timestamp_sql(ts_raw)
+    not_json = ""
+    if JSON_LINE in columns:
+        not_json = (
+            f"WHEN {JSON_LINE} IS NOT NULL AND NOT json_valid({JSON_LINE}) THEN 'malformed JSON line' "
+            f"WHEN {JSON_LINE} IS NOT NULL AND NOT {JSON_IS_OBJECT} "
+            f"THEN 'JSON line is not an object' "
+        )
+    reason = (
+        f"CASE {not_json}WHEN {missing_contributor} THEN 'missing contributor id' "
+        f"WHEN {ts_raw} IS NULL OR trim({ts_raw}) = '' THEN 'missing timestamp' "
+        f"WHEN rf_time IS NULL THEN 'unparseable timestamp' "
+        f"WHEN rf_time < TIMESTAMP '{EARLIEST}' OR rf_time >= TIMESTAMP '{LATEST}' "
+        f"THEN 'timestamp out of range' END"
+    )
+    con.execute(f"CREATE TEMP TABLE rf_checked AS SELECT *, {reason} AS rf_reason FROM (SELECT *, {ts} AS rf_time FROM rf_raw)")
+    con.execute("DROP TABLE rf_raw")
+    quarantine_parts = [
+        f"SELECT rf_source AS source, CAST(rf_row AS BIGINT) AS row, rf_reason AS reason, "
+        f"{_raw_json_sql(columns)} AS raw FROM rf_checked WHERE rf_reason IS NOT NULL"
+    ]
+    quarantine_parts.extend(rejects)
+    con.execute(f"CREATE TABLE quarantine AS {' UNION ALL '.join(quarantine_parts)}")
+
+    data_columns = ", ".join(sql_identifier(c) for c in columns if c not in META)
+    selects = [f"{contributor} AS {CONTRIBUTOR}", f"rf_time AS {TIME}"]
+    event_type = f"lower(trim({sql_identifier(config.event_type)}))" if config.event_type else "CAST(NULL AS VARCHAR)"
+    target = f"nullif(trim({sql_identifier(config.target)}), '')" if config.target else "CAST(NULL AS VARCHAR)"
+    selects += [f"{event_type} AS {EVENT_TYPE}", f"{target} AS {TARGET}"]
+    for name, kind in config.kinds.items():
+        expr = normaliser_sql(kind.normaliser, sql_identifier(kind.column), config)
+        selects.append(f"{expr} AS {sql_identifier(identifier_column(name))}")
+    con.execute(
+        f"CREATE TABLE events AS SELECT {', '.join(selects)} FROM rf_checked "
+        f"WHERE rf_reason IS NULL "
+        f"QUALIFY row_number() OVER (PARTITION BY {data_columns} ORDER BY rf_source, rf_row) = 1"
+    )
+    con.execute(
+        "UPDATE rf_counts SET n = n + (SELECT count(*) FROM quarantine WHERE reason LIKE 'malformed line%')"
+    )
+    con.execute("DROP TABLE rf_checked")
+
+
+def read_events(
+    con: duckdb.DuckDBPyConnection,
+    inputs: Sequence[str | Path] = (),
+    *,
+    config: InputConfig,
+    sql: str | None = None,
+    relation: str | None = None,
+) -> IngestResult:
+    """Read events into the ``events`` and ``quarantine`` tables of ``con``.
+
+    Parameters
+    ----------
+    con : DuckDB connection (its TimeZone is set to UTC here).
+    inputs : files, globs or folders of CSV (optionally gzipped), Parquet or JSON lines.
+    config : the ``[input]`` section: column mapping, identifier kinds, placeholders.
+    sql : a DuckDB query whose result is the input, instead of files.
+    relation : name of a table or view already on ``con`` to use as the input.
+
+    Examples
+    --------
+    >>> con = duckdb.connect()
+    >>> read_events(con, ["fixtures/sample/events.csv"], config=InputConfig()).rows_read > 0
+    True
+    """
+    con.execute("SET TimeZone = 'UTC'")
+    register_functions(con)
+    parts: list[str] = []
+    rejects: list[str] = []
+    if sql is not None or relation is not None:
+        label = "sql" if sql is not None else str(relation)
+        parts.append(_stage_query(con, sql or f"SELECT * FROM {relation}", label, config))
+    files = resolve_inputs(inputs, forced_format=config.format) if inputs else []
+    if not parts and not files:
+        raise InputError("no input: give files, a folder, a glob or --sql")
+    for index, (path, fmt) in enumerate(files):
+        parts.append(_stage_file(con, path, fmt, index, config))
+        rejected = _rejected_lines(con, index, path)
+        if rejected:
+            rejects.append(rejected)
+    _build_tables(con, parts, rejects, config)
+    result = _account(con, [_fingerprint(path) for path, _ in files])
+    if result.rows_read == 0:
+        names = ", ".join(str(p) for p, _ in files) or "sql"
+        raise InputError(f"{names}: no rows in the input")
+    return result
+
+
+def _account(con: duckdb.DuckDBPyConnection, fingerprints: list[dict[str, Any]]) -> IngestResult:
+    read = con.execute("SELECT n FROM rf_counts").fetchone()[0]  # type: ignore[index]
+    quarantined = con.execute("SELECT count(*) FROM quarantine").fetchone()[0]  # type: ignore[index]
+    accepted, contributors = con.execute(
+        f"SELECT count(*), count(DISTINCT {CONTRIBUTOR}) FROM events"
+    ).fetchone()  # type: ignore[misc]
+    reasons = dict(
+        con.execute("SELECT reason, count(*) FROM quarantine GROUP BY reason ORDER BY reason").fetchall()
+    )
+    return IngestResult(
+        rows_read=read,
+        rows_accepted=accepted,
+        rows_quarantined=quarantined,
+        rows_duplicate=read - accepted - quarantined,
+        contributors=contributors,
+        quarantine_reasons=reasons,
+        inputs=fingerprints,
+    )

@@ -1,0 +1,176 @@
+"""Pipeline: the only place the stages meet. ingest → graph → detect → score → lineage → export."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from ringfinder import __version__
+from ringfinder.config import Config
+from ringfinder.detect import detect_rings
+from ringfinder.errors import InputError
+from ringfinder.export import atomic_folder, write_outputs
+from ringfinder.graph import build_graph
+from ringfinder.ingest import read_events
+from ringfinder.lineage import assign_ring_ids
+from ringfinder.normalise import sql_literal
+from ringfinder.schema import CONTRIBUTOR, MEMBERS_COLUMNS, QUARANTINE_COLUMNS, RINGS_COLUMNS
+from ringfinder.score import score_rings
+
+StageReporter = Callable[[str], AbstractContextManager[object]]
+
+
+@dataclass
+class RunResult:
+    """The result tables of one run, and its manifest."""
+
+    members: pd.DataFrame
+    rings: pd.DataFrame
+    quarantine: pd.DataFrame
+    manifest: dict[str, Any]
+    out_dir: Path | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def connect(config: Config) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection with the configured resource limits."""
+    con = duckdb.connect(":memory:")
+    r = config.resources
+    if r.memory_limit:
+        con.execute(f"SET memory_limit = {sql_literal(r.memory_limit)}")
+    if r.threads:
+        con.execute(f"SET threads = {r.threads}")
+    if r.temp_directory:
+        con.execute(f"SET temp_directory = {sql_literal(r.temp_directory)}")
+    return con
+
+
+def _ring_tables(rings: pd.DataFrame, members: pd.DataFrame, ids: dict[int, str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Name rings by id, derive the evidence columns and order both tables for output."""
+    rings = rings.assign(ring_id=rings["ring_index"].map(ids))
+    size = rings["size"].to_numpy(float)
+    rings["shared_devices"] = rings["shared_device"]
+    rings["shared_ips"] = rings["shared_ip"]
+    rings["shared_payments"] = rings["shared_payment"]
+    rings["shared_other"] = rings["shared_other"]
+    rings["accounts_per_device"] = np.round(size / np.maximum(rings["distinct_device"], 1), 3)
+    rings["accounts_per_payment"] = np.round(size / np.maximum(rings["distinct_payment"], 1), 3)
+    rings["signup_span_hours"] = rings["signup_span_hours"].round(3)
+    span = (rings["last_seen"] - rings["first_seen"]).dt.total_seconds() / 86400
+    rings["time_span_days"] = span.round(3)
+    links = rings["links"].fillna(0).to_numpy(float)
+    strong = rings["strong_links"].fillna(0).to_numpy(float)
+    rings["strong_link_share"] = np.round(np.divide(strong, links, out=np.zeros_like(links), where=links > 0), 3)
+    rings = rings.sort_values(["ring_score", "ring_id"], ascending=[False, True]).reset_index(drop=True)
+    members = members.assign(ring_id=members["ring_index"].map(ids))
+    members = members.sort_values(CONTRIBUTOR).reset_index(drop=True)
+    return rings, members
+
+
+def _empty(columns: Sequence[str]) -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
+
+
+@contextmanager
+def _timed(name: str, timings: dict[str, float], report: StageReporter | None) -> Iterator[None]:
+    started = time.perf_counter()
+    with report(name) if report else nullcontext():
+        yield
+    timings[name] = round(time.perf_counter() - started, 3)
+
+
+def run_detect(
+    inputs: Sequence[str | Path] = (),
+    *,
+    config: Config,
+    out_dir: Path | None = None,
+    sql: str | None = None,
+    frame: pd.DataFrame | None = None,
+    report: StageReporter | None = None,
+) -> RunResult:
+    """Run the whole detection pipeline; write the outputs when ``out_dir`` is given.
+
+    Parameters
+    ----------
+    inputs : event files, globs or folders.
+    config : the resolved configuration.
+    out_dir : folder for the outputs (replaced atomically); ``None`` writes nothing.
+    sql : a DuckDB query to use as the input instead of files.
+    frame : a DataFrame of events to use as the input.
+    report : called with each stage's name, returns a context manager (progress display).
+    """
+    timings: dict[str, float] = {}
+    con = connect(config)
+    try:
+        with _timed("ingest", timings, report):
+            if frame is not None:
+                con.register("rf_input_frame", frame)
+            ingest = read_events(
+                con, inputs, config=config.input, sql=sql,
+                relation="rf_input_frame" if frame is not None else None,
+            )
+            _check_bad_fraction(ingest.rows_read, ingest.rows_quarantined, ingest.quarantine_reasons, config)
+        with _timed("graph", timings, report):
+            stats = build_graph(con, config=config)
+        with _timed("detect", timings, report):
+            pairs = con.execute("SELECT a, b, weight, strong FROM pairs ORDER BY a, b").df()
+            assignment = detect_rings(pairs, config=config.detect)
+        with _timed("score", timings, report):
+            if assignment.empty:
+                rings, members = _empty(RINGS_COLUMNS), _empty(MEMBERS_COLUMNS)
+            else:
+                rings, members = score_rings(con, assignment, config=config)
+                rings, members = _ring_tables(rings, members, assign_ring_ids(assignment))
+        quarantine = con.execute("SELECT * FROM quarantine ORDER BY source, row, reason").df()
+    finally:
+        con.close()
+    manifest = {
+        "ringfinder_version": __version__,
+        "config": config.model_dump(mode="json"),
+        "inputs": ingest.inputs or [{"query": sql} if sql else {"dataframe": True}],
+        "rows": {
+            "read": ingest.rows_read,
+            "accepted": ingest.rows_accepted,
+            "quarantined": ingest.rows_quarantined,
+            "duplicates": ingest.rows_duplicate,
+        },
+        "quarantine_reasons": ingest.quarantine_reasons,
+        "contributors": ingest.contributors,
+        "graph": {
+            "edges": stats.edges,
+            "identifiers": stats.identifiers,
+            "hubs_suppressed": stats.hubs,
+            "infrastructure_downweighted": stats.infrastructure,
+            "pairs": stats.pairs,
+        },
+        "rings": int(len(rings)),
+        "flagged_rings": int(rings["flagged"].astype(bool).sum()) if len(rings) else 0,
+        "flagged_contributors": int(members["flagged"].astype(bool).sum()) if len(members) else 0,
+        "seed": config.detect.seed,
+        "timings_seconds": timings,
+    }
+    result = RunResult(members=members, rings=rings, quarantine=quarantine[list(QUARANTINE_COLUMNS)],
+                       manifest=manifest, out_dir=out_dir, timings=timings)
+    if out_dir is not None:
+        with _timed("write", timings, report), atomic_folder(Path(out_dir)) as staging:
+            write_outputs(staging, members=members, rings=rings, quarantine=result.quarantine,
+                          manifest=manifest, parquet=config.output.parquet)
+    return result
+
+
+def _check_bad_fraction(read: int, quarantined: int, reasons: dict[str, int], config: Config) -> None:
+    limit = config.input.max_bad_fraction
+    if read and quarantined / read > limit:
+        top = ", ".join(f"{reason}: {n}" for reason, n in sorted(reasons.items(), key=lambda kv: -kv[1])[:3])
+        raise InputError(
+            f"{quarantined} of {read} rows ({quarantined / read:.1%}) were rejected, more than "
+            f"input.max_bad_fraction = {limit}; {top}"
+        )

@@ -1,0 +1,226 @@
+"""Score: interpretable ring features, a ring score in [0, 1] with reason codes, member scores.
+
+Evidence is split in two groups. Strong evidence (a shared payout account, payout consolidation)
+is hard for honest people to produce. Weak evidence (shared devices and IPs, a signup burst, a
+closed world) has benign lookalikes, so it is damped when the shared identifiers look like
+infrastructure (a café PC, a campus NAT) or when every member keeps a payout account of their
+own (a household). Each group combines its evidence as a noisy-OR; so does the ring score.
+"""
+
+from __future__ import annotations
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from ringfinder.config import Config
+from ringfinder.normalise import sql_literal
+from ringfinder.schema import CONTRIBUTOR, EVENT_TYPE, TIME, Reason
+
+ROLES = ("device", "ip", "payment", "other")
+MIN_CONTRIBUTION = 0.05  # evidence below this does not make a reason
+MITIGATION_SHARE = 0.5  # a mitigation is named when it covers at least this share
+
+
+def _role_case(config: Config) -> str:
+    arms = " ".join(
+        f"WHEN {sql_literal(kind)} THEN {sql_literal(spec.resolved_role(kind))}"
+        for kind, spec in config.input.kinds.items()
+    )
+    return f"(CASE kind {arms} END)"
+
+
+def member_features_sql(config: Config) -> str:
+    """Per member: signup time, activity span, events, in-ring link strength, shared identifiers."""
+    signups = ", ".join(sql_literal(e.lower()) for e in config.input.signup_events) or "NULL"
+    return f"""
+    WITH activity AS (
+        SELECT {CONTRIBUTOR}, min({TIME}) AS first_seen, max({TIME}) AS last_seen,
+            count(*) AS n_events,
+            coalesce(min({TIME}) FILTER (WHERE {EVENT_TYPE} IN ({signups})), min({TIME})) AS signup
+        FROM events WHERE {CONTRIBUTOR} IN (SELECT {CONTRIBUTOR} FROM ring_members) GROUP BY ALL
+    ), strength AS (
+        SELECT m.{CONTRIBUTOR}, sum(p.weight) AS strength
+        FROM ring_members m
+        JOIN pairs p ON m.{CONTRIBUTOR} IN (p.a, p.b)
+        JOIN ring_members o ON o.{CONTRIBUTOR} = (CASE WHEN p.a = m.{CONTRIBUTOR} THEN p.b ELSE p.a END)
+            AND o.ring_index = m.ring_index
+        GROUP BY ALL
+    ), shared AS (
+        SELECT {CONTRIBUTOR}, count(*) FILTER (WHERE ring_users >= 2) AS shared_identifiers
+        FROM ring_usage GROUP BY ALL
+    )
+    SELECT m.{CONTRIBUTOR}, m.ring_index, a.first_seen, a.last_seen, a.n_events, a.signup,
+        coalesce(s.strength, 0) AS strength, coalesce(h.shared_identifiers, 0) AS shared_identifiers
+    FROM ring_members m JOIN activity a USING ({CONTRIBUTOR})
+    LEFT JOIN strength s USING ({CONTRIBUTOR}) LEFT JOIN shared h USING ({CONTRIBUTOR})
+    """
+
+
+def ring_usage_sql(config: Config) -> str:
+    """Every identifier a ring member uses, with how many ring members and how many people use it."""
+    return f"""
+    WITH used AS (
+        SELECT m.ring_index, e.{CONTRIBUTOR}, e.kind, e.identifier, {_role_case(config)} AS role,
+            i.degree, i.hub, i.infrastructure
+        FROM ring_members m JOIN edges e USING ({CONTRIBUTOR})
+        JOIN identifiers i USING (kind, identifier)
+    )
+    SELECT *, count(*) OVER (PARTITION BY ring_index, kind, identifier) AS ring_users FROM used
+    """
+
+
+def ring_features_sql(config: Config) -> str:
+    """Per ring: size, sharing per role, accounts per device and payout, closed world, burst."""
+    window = config.score.burst_window_hours
+    role_columns = []
+    for role in ROLES:
+        role_columns.append(
+            f"count(DISTINCT identifier) FILTER (WHERE role = '{role}' AND ring_users >= 2 AND NOT hub) "
+            f"AS shared_{role}"
+        )
+        role_columns.append(
+            f"count(DISTINCT {CONTRIBUTOR}) FILTER (WHERE role = '{role}' AND ring_users >= 2 AND NOT hub) "
+            f"AS covered_{role}"
+        )
+        role_columns.append(f"count(DISTINCT identifier) FILTER (WHERE role = '{role}') AS distinct_{role}")
+    return f"""
+    WITH usage AS (
+        SELECT ring_index, {', '.join(role_columns)},
+            max(ring_users) FILTER (WHERE role = 'payment') AS max_payment_users,
+            sum(ring_users) FILTER (WHERE ring_users >= 2 AND NOT hub) AS inside_uses,
+            sum(degree) FILTER (WHERE ring_users >= 2 AND NOT hub) AS all_uses,
+            avg(CAST(infrastructure AS DOUBLE))
+                FILTER (WHERE ring_users >= 2 AND NOT hub AND role IN ('device', 'ip')) AS infra_share
+        FROM ring_usage GROUP BY ring_index
+    ), independent AS (
+        SELECT ring_index, avg(CAST(own AND NOT shares AS DOUBLE)) AS independent_share
+        FROM (
+            SELECT ring_index, {CONTRIBUTOR},
+                bool_or(role = 'payment' AND degree = 1) AS own,
+                bool_or(role = 'payment' AND ring_users >= 2) AS shares
+            FROM ring_usage GROUP BY ALL
+        ) GROUP BY ring_index
+    ), burst AS (
+        SELECT ring_index, max(in_window) AS burst_members FROM (
+            SELECT ring_index, count(*) OVER (
+                PARTITION BY ring_index ORDER BY signup
+                RANGE BETWEEN CURRENT ROW AND INTERVAL ({window!r} * 3600) SECOND FOLLOWING
+            ) AS in_window FROM member_features
+        ) GROUP BY ring_index
+    ), span AS (
+        SELECT ring_index, count(*) AS size, min(first_seen) AS first_seen,
+            max(last_seen) AS last_seen,
+            epoch(max(signup) - min(signup)) / 3600.0 AS signup_span_hours
+        FROM member_features GROUP BY ring_index
+    ), links AS (
+        SELECT x.ring_index, count(*) AS links, count(*) FILTER (WHERE p.strong) AS strong_links
+        FROM pairs p
+        JOIN ring_members x ON x.{CONTRIBUTOR} = p.a
+        JOIN ring_members y ON y.{CONTRIBUTOR} = p.b AND y.ring_index = x.ring_index
+        GROUP BY x.ring_index
+    )
+    SELECT * FROM span JOIN usage USING (ring_index) JOIN independent USING (ring_index)
+    JOIN burst USING (ring_index) LEFT JOIN links USING (ring_index)
+    ORDER BY ring_index
+    """
+
+
+def _evidence(f: pd.DataFrame, config: Config) -> tuple[dict[Reason, np.ndarray], dict[Reason, np.ndarray]]:
+    """Strength in [0, 1] of each piece of evidence per ring, split into strong and weak."""
+    s = config.score
+    n = f["size"].to_numpy(float)
+    cover = {role: f[f"covered_{role}"].to_numpy(float) / n for role in ROLES}
+    devices = np.maximum(f["distinct_device"].to_numpy(float), 1)
+    payments = np.maximum(f["distinct_payment"].to_numpy(float), 1)
+    per_device = n / devices
+    max_payment = f["max_payment_users"].fillna(0).to_numpy(float) / n
+    burst = f["burst_members"].to_numpy(float) / n
+    inside = f["inside_uses"].fillna(0).to_numpy(float)
+    closed = np.divide(inside, f["all_uses"].fillna(0).to_numpy(float), out=np.zeros_like(n),
+                       where=f["all_uses"].fillna(0).to_numpy(float) > 0)
+    shared_roles = sum((f[f"shared_{role}"].to_numpy(float) > 0).astype(float) for role in ROLES)
+
+    farm = (n >= 4) * cover["device"] * np.clip((per_device - 1.0) / 4.0, 0, 1)
+    consolidation = (n >= 4) * np.clip((max_payment - 0.25) / 0.5, 0, 1) * (n / payments >= 2)
+    strong = {
+        Reason.SHARED_PAYOUT: s.weight_shared_payout * cover["payment"],
+        Reason.PAYOUT_CONSOLIDATION: s.weight_shared_payout * consolidation,
+    }
+    weak = {
+        Reason.DEVICE_FARM: s.weight_device_farm * farm,
+        Reason.SHARED_DEVICE: s.weight_shared_device * cover["device"],
+        Reason.SHARED_IP: s.weight_shared_ip * cover["ip"],
+        Reason.SHARED_IDENTIFIER: s.weight_shared_other * cover["other"],
+        Reason.SIGNUP_BURST: s.weight_signup_burst * (n >= 3) * np.clip((burst - 0.5) / 0.4, 0, 1),
+        Reason.CLOSED_WORLD: s.weight_closed_world * np.clip((closed - 0.7) / 0.3, 0, 1),
+        Reason.MULTI_KIND_LINKS: s.weight_multi_kind * np.clip(shared_roles - 1, 0, 2) / 2,
+    }
+    return strong, weak
+
+
+def _noisy_or(parts: dict[Reason, np.ndarray], size: int) -> np.ndarray:
+    keep = np.ones(size)
+    for value in parts.values():
+        keep *= 1.0 - value
+    return 1.0 - keep
+
+
+def _reasons(contributions: dict[Reason, np.ndarray], mitigations: dict[Reason, np.ndarray]) -> list[str]:
+    codes = list(contributions)
+    matrix = np.column_stack([contributions[c] for c in codes])
+    reasons = []
+    for row, mitigation_row in zip(matrix, np.column_stack(list(mitigations.values())), strict=True):
+        order = sorted((-v, c.value) for v, c in zip(row, codes, strict=True) if v >= MIN_CONTRIBUTION)
+        names = [code for _, code in order]
+        names += [m.value for m, share in zip(mitigations, mitigation_row, strict=True) if share >= MITIGATION_SHARE]
+        reasons.append(";".join(names))
+    return reasons
+
+
+def score_ring_features(features: pd.DataFrame, *, config: Config) -> pd.DataFrame:
+    """Ring score, flag and reason codes from the ring features (one row per ring)."""
+    s = config.score
+    size = len(features)
+    strong, weak = _evidence(features, config)
+    infra = features["infra_share"].fillna(0).to_numpy(float)
+    independent = features["independent_share"].fillna(0).to_numpy(float)
+    damping = (1 - s.infrastructure_damping * infra) * (1 - s.independent_payout_damping * independent)
+    weak = {code: value * damping for code, value in weak.items()}
+    ring_score = _noisy_or({**strong, **weak}, size)
+    out = features.copy()
+    out["ring_score"] = np.round(np.clip(ring_score, 0.0, 1.0), 6)
+    out["flagged"] = out["ring_score"] >= s.threshold
+    out["reasons"] = _reasons(
+        {**strong, **weak},
+        {Reason.SHARED_INFRASTRUCTURE: infra, Reason.INDEPENDENT_PAYOUTS: independent},
+    )
+    return out
+
+
+def score_rings(con: duckdb.DuckDBPyConnection, assignment: pd.DataFrame, *, config: Config) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Score every candidate ring and its members.
+
+    Parameters
+    ----------
+    con : connection holding ``events``, ``edges``, ``identifiers`` and ``pairs``.
+    assignment : ``contributor_id`` → ``ring_index`` from ``detect_rings``.
+
+    Returns
+    -------
+    (rings, members): rings with features, ``ring_score``, ``flagged`` and ``reasons``;
+    members with their activity, ``member_score`` and in-ring link strength.
+    """
+    con.register("ring_members_frame", assignment)
+    con.execute("CREATE OR REPLACE TEMP TABLE ring_members AS SELECT * FROM ring_members_frame")
+    con.unregister("ring_members_frame")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE ring_usage AS {ring_usage_sql(config)}")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE member_features AS {member_features_sql(config)}")
+    features = con.execute(ring_features_sql(config)).df()
+    rings = score_ring_features(features, config=config)
+    members = con.execute(f"SELECT * FROM member_features ORDER BY {CONTRIBUTOR}").df()
+    members = members.merge(rings[["ring_index", "ring_score", "flagged", "reasons"]], on="ring_index")
+    top = members.groupby("ring_index")["strength"].transform("max")
+    share = np.divide(members["strength"], top, out=np.zeros(len(members)), where=top > 0)
+    members["member_score"] = np.round(members["ring_score"] * (0.5 + 0.5 * share), 6)
+    return rings, members
