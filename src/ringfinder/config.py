@@ -98,6 +98,11 @@ class GraphConfig(Strict):
     infrastructure_own_share: float = Field(default=0.6, gt=0, le=1)
     infrastructure_weight: float = Field(default=0.1, ge=0, le=1)
     min_pair_weight: float = Field(default=0.0, ge=0)
+    lockstep_window_seconds: float = Field(default=30.0, gt=0)
+    lockstep_min_targets: int = Field(default=5, ge=2)
+    lockstep_min_share: float = Field(default=0.3, ge=0, le=1)
+    lockstep_max_bucket: int = Field(default=30, ge=2)
+    lockstep_weight: float = Field(default=2.0, gt=0)
 
 
 class DetectConfig(Strict):
@@ -107,7 +112,6 @@ class DetectConfig(Strict):
     leiden_min_size: int = Field(default=8, ge=2)
     iterations: int = Field(default=-1)
     min_ring_size: int = Field(default=2, ge=2)
-    weak_link_weight: float = Field(default=0.35, ge=0)
     seed: int = 0
 
 
@@ -116,18 +120,15 @@ class ScoreConfig(Strict):
 
     threshold: float = Field(default=0.5, ge=0, le=1)
     burst_window_hours: float = Field(default=48.0, gt=0)
-    overlap_window_days: float = Field(default=3.0, gt=0)
     weight_shared_payout: float = Field(default=0.55, ge=0, le=1)
     weight_device_farm: float = Field(default=0.6, ge=0, le=1)
     weight_shared_device: float = Field(default=0.25, ge=0, le=1)
     weight_shared_ip: float = Field(default=0.05, ge=0, le=1)
     weight_shared_other: float = Field(default=0.2, ge=0, le=1)
     weight_signup_burst: float = Field(default=0.3, ge=0, le=1)
-    weight_activity_overlap: float = Field(default=0.1, ge=0, le=1)
     weight_closed_world: float = Field(default=0.25, ge=0, le=1)
     weight_multi_kind: float = Field(default=0.25, ge=0, le=1)
     weight_lockstep: float = Field(default=0.7, ge=0, le=1)
-    weight_known_bad: float = Field(default=0.5, ge=0, le=1)
     infrastructure_damping: float = Field(default=0.5, ge=0, le=1)
     independent_payout_damping: float = Field(default=0.5, ge=0, le=1)
 
@@ -136,7 +137,6 @@ class OutputConfig(Strict):
     """What `detect` writes."""
 
     parquet: bool = True
-    html: bool = True
 
 
 class PrivacyConfig(Strict):

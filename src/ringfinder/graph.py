@@ -4,7 +4,8 @@ All set work runs in DuckDB. Tables created on the connection:
 
 - ``edges``: contributor_id, kind, identifier, n_events, first_seen, last_seen (the bipartite graph)
 - ``identifiers``: kind, identifier, degree, hub, infrastructure, weight
-- ``pairs``: a, b (a < b), weight, n_shared, strong, kinds (the projection)
+- ``lockstep_pairs``: a, b, co_targets (pairs acting on the same targets within seconds)
+- ``pairs``: a, b (a < b), weight, n_shared, co_targets, strong, kinds (the projection)
 
 Weighting follows FRAUDAR (Hooi et al., KDD 2016): an identifier shared by many contributors says
 less about each pair than a rare one, so its weight falls with the log of its degree.
@@ -19,7 +20,7 @@ import duckdb
 
 from ringfinder.config import Config
 from ringfinder.normalise import sql_identifier, sql_literal
-from ringfinder.schema import CONTRIBUTOR, TIME, identifier_column
+from ringfinder.schema import CONTRIBUTOR, TARGET, TIME, identifier_column
 
 # Pairs weigh 1 × the kind's weight when they share an identifier used by exactly two people.
 DEGREE_TWO_LOG = math.log(3.0)
@@ -34,6 +35,7 @@ class GraphStats:
     hubs: dict[str, int]
     infrastructure: dict[str, int]
     pairs: int
+    lockstep_pairs: int
 
 
 def edges_sql(config: Config) -> str:
@@ -93,8 +95,8 @@ def identifiers_sql(config: Config) -> str:
     """
 
 
-def pairs_sql(min_weight: float) -> str:
-    """The weighted contributor projection over identifiers that are shared and not hubs."""
+def identifier_pairs_sql() -> str:
+    """Contributor pairs that share identifiers which are shared and not hubs, with their weight."""
     return f"""
     WITH linkable AS (
         SELECT e.{CONTRIBUTOR}, e.kind, e.identifier, i.weight, i.strong
@@ -107,7 +109,60 @@ def pairs_sql(min_weight: float) -> str:
     FROM linkable x JOIN linkable y
         ON x.kind = y.kind AND x.identifier = y.identifier AND x.{CONTRIBUTOR} < y.{CONTRIBUTOR}
     GROUP BY x.{CONTRIBUTOR}, y.{CONTRIBUTOR}
-    HAVING sum(x.weight) >= {min_weight!r}
+    """
+
+
+def lockstep_pairs_sql(config: Config) -> str:
+    """Pairs that acted on the same targets within seconds, again and again.
+
+    After SynchroTrap (Cao et al., CCS 2014): actions are bucketed by time, and only actions in
+    the same or the next bucket are compared, so the cost follows the busy buckets, never all
+    pairs of all events. Buckets crowded by a popular target are skipped.
+    """
+    g = config.graph
+    window = g.lockstep_window_seconds
+    return f"""
+    WITH acts AS (
+        SELECT DISTINCT {CONTRIBUTOR}, {TARGET} AS target, {TIME} AS t,
+            CAST(floor(epoch({TIME}) / {window!r}) AS BIGINT) AS bucket
+        FROM events WHERE {TARGET} IS NOT NULL
+    ), crowded AS (
+        SELECT target, bucket FROM acts GROUP BY ALL
+        HAVING count(DISTINCT {CONTRIBUTOR}) > {g.lockstep_max_bucket}
+    ), usable AS (
+        SELECT * FROM acts ANTI JOIN crowded USING (target, bucket)
+    ), close AS (
+        SELECT x.{CONTRIBUTOR} AS p, y.{CONTRIBUTOR} AS q, x.target, x.t AS tx, y.t AS ty
+        FROM usable x JOIN usable y ON x.target = y.target AND x.bucket = y.bucket
+        UNION ALL
+        SELECT x.{CONTRIBUTOR}, y.{CONTRIBUTOR}, x.target, x.t, y.t
+        FROM usable x JOIN usable y ON x.target = y.target AND y.bucket = x.bucket + 1
+    ), co AS (
+        SELECT least(p, q) AS a, greatest(p, q) AS b, count(DISTINCT target) AS co_targets
+        FROM close WHERE p <> q AND abs(epoch(tx) - epoch(ty)) <= {window!r}
+        GROUP BY ALL HAVING count(DISTINCT target) >= {g.lockstep_min_targets}
+    ), activity AS (
+        SELECT {CONTRIBUTOR}, count(DISTINCT target) AS targets FROM acts GROUP BY ALL
+    )
+    SELECT co.a, co.b, co.co_targets FROM co
+    JOIN activity pa ON pa.{CONTRIBUTOR} = co.a JOIN activity pb ON pb.{CONTRIBUTOR} = co.b
+    WHERE co.co_targets >= {g.lockstep_min_share!r} * least(pa.targets, pb.targets)
+    """
+
+
+def pairs_sql(config: Config) -> str:
+    """The weighted contributor projection: identifier pairs plus lockstep pairs."""
+    lockstep = config.graph.lockstep_weight
+    return f"""
+    SELECT a, b,
+        coalesce(i.weight, 0) + (CASE WHEN l.co_targets IS NULL THEN 0 ELSE {lockstep!r} END) AS weight,
+        coalesce(i.n_shared, 0) AS n_shared, coalesce(l.co_targets, 0) AS co_targets,
+        coalesce(i.strong, false) AS strong,
+        list_concat(coalesce(i.kinds, []), CASE WHEN l.co_targets IS NULL THEN [] ELSE ['lockstep'] END)
+            AS kinds
+    FROM ({identifier_pairs_sql()}) i FULL OUTER JOIN lockstep_pairs l USING (a, b)
+    WHERE coalesce(i.weight, 0) + (CASE WHEN l.co_targets IS NULL THEN 0 ELSE {lockstep!r} END)
+        >= {config.graph.min_pair_weight!r}
     """
 
 
@@ -122,7 +177,11 @@ def build_graph(con: duckdb.DuckDBPyConnection, *, config: Config) -> GraphStats
     """
     con.execute(f"CREATE OR REPLACE TABLE edges AS {edges_sql(config)}")
     con.execute(f"CREATE OR REPLACE TABLE identifiers AS {identifiers_sql(config)}")
-    con.execute(f"CREATE OR REPLACE TABLE pairs AS {pairs_sql(config.graph.min_pair_weight)}")
+    if config.input.target:
+        con.execute(f"CREATE OR REPLACE TABLE lockstep_pairs AS {lockstep_pairs_sql(config)}")
+    else:
+        con.execute("CREATE OR REPLACE TABLE lockstep_pairs (a VARCHAR, b VARCHAR, co_targets BIGINT)")
+    con.execute(f"CREATE OR REPLACE TABLE pairs AS {pairs_sql(config)}")
 
     def per_kind(condition: str) -> dict[str, int]:
         rows = con.execute(
@@ -132,11 +191,13 @@ def build_graph(con: duckdb.DuckDBPyConnection, *, config: Config) -> GraphStats
 
     (n_edges,) = con.execute("SELECT count(*) FROM edges").fetchone()  # type: ignore[misc]
     (n_pairs,) = con.execute("SELECT count(*) FROM pairs").fetchone()  # type: ignore[misc]
+    (n_lockstep,) = con.execute("SELECT count(*) FROM lockstep_pairs").fetchone()  # type: ignore[misc]
     return GraphStats(
         edges=n_edges,
         identifiers=per_kind("true"),
         hubs=per_kind("hub"),
         infrastructure=per_kind("infrastructure AND NOT hub"),
         pairs=n_pairs,
+        lockstep_pairs=n_lockstep,
     )
 

@@ -150,6 +150,7 @@ def run_detect(
             "hubs_suppressed": stats.hubs,
             "infrastructure_downweighted": stats.infrastructure,
             "pairs": stats.pairs,
+            "lockstep_pairs": stats.lockstep_pairs,
         },
         "rings": int(len(rings)),
         "flagged_rings": int(rings["flagged"].astype(bool).sum()) if len(rings) else 0,

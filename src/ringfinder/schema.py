@@ -65,7 +65,6 @@ class Reason(StrEnum):
     SHARED_IP = "SHARED_IP"
     SHARED_IDENTIFIER = "SHARED_IDENTIFIER"
     SIGNUP_BURST = "SIGNUP_BURST"
-    ACTIVITY_OVERLAP = "ACTIVITY_OVERLAP"
     CLOSED_WORLD = "CLOSED_WORLD"
     MULTI_KIND_LINKS = "MULTI_KIND_LINKS"
     LOCKSTEP = "LOCKSTEP"
@@ -82,7 +81,6 @@ REASON_MEANINGS: dict[Reason, str] = {
     Reason.SHARED_IP: "members share an IP address",
     Reason.SHARED_IDENTIFIER: "members share an identifier of another configured kind",
     Reason.SIGNUP_BURST: "most members signed up within a short window",
-    Reason.ACTIVITY_OVERLAP: "members were active over the same short period",
     Reason.CLOSED_WORLD: "members' identifiers are used by almost no one outside the ring",
     Reason.MULTI_KIND_LINKS: "members are linked through several identifier kinds",
     Reason.LOCKSTEP: "members acted on the same targets within seconds, repeatedly",

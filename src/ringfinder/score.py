@@ -40,12 +40,10 @@ def member_features_sql(config: Config) -> str:
             coalesce(min({TIME}) FILTER (WHERE {EVENT_TYPE} IN ({signups})), min({TIME})) AS signup
         FROM events WHERE {CONTRIBUTOR} IN (SELECT {CONTRIBUTOR} FROM ring_members) GROUP BY ALL
     ), strength AS (
-        SELECT m.{CONTRIBUTOR}, sum(p.weight) AS strength
-        FROM ring_members m
-        JOIN pairs p ON m.{CONTRIBUTOR} IN (p.a, p.b)
-        JOIN ring_members o ON o.{CONTRIBUTOR} = (CASE WHEN p.a = m.{CONTRIBUTOR} THEN p.b ELSE p.a END)
-            AND o.ring_index = m.ring_index
-        GROUP BY ALL
+        SELECT {CONTRIBUTOR}, sum(weight) AS strength FROM (
+            SELECT a AS {CONTRIBUTOR}, weight FROM ring_links
+            UNION ALL SELECT b, weight FROM ring_links
+        ) GROUP BY ALL
     ), shared AS (
         SELECT {CONTRIBUTOR}, count(*) FILTER (WHERE ring_users >= 2) AS shared_identifiers
         FROM ring_usage GROUP BY ALL
@@ -55,6 +53,14 @@ def member_features_sql(config: Config) -> str:
     FROM ring_members m JOIN activity a USING ({CONTRIBUTOR})
     LEFT JOIN strength s USING ({CONTRIBUTOR}) LEFT JOIN shared h USING ({CONTRIBUTOR})
     """
+
+
+RING_LINKS_SQL = f"""
+    SELECT x.ring_index, p.a, p.b, p.weight, p.strong, p.co_targets
+    FROM pairs p
+    JOIN ring_members x ON x.{CONTRIBUTOR} = p.a
+    JOIN ring_members y ON y.{CONTRIBUTOR} = p.b AND y.ring_index = x.ring_index
+"""
 
 
 def ring_usage_sql(config: Config) -> str:
@@ -114,14 +120,18 @@ def ring_features_sql(config: Config) -> str:
             epoch(max(signup) - min(signup)) / 3600.0 AS signup_span_hours
         FROM member_features GROUP BY ring_index
     ), links AS (
-        SELECT x.ring_index, count(*) AS links, count(*) FILTER (WHERE p.strong) AS strong_links
-        FROM pairs p
-        JOIN ring_members x ON x.{CONTRIBUTOR} = p.a
-        JOIN ring_members y ON y.{CONTRIBUTOR} = p.b AND y.ring_index = x.ring_index
-        GROUP BY x.ring_index
+        SELECT ring_index, count(*) AS links, count(*) FILTER (WHERE strong) AS strong_links,
+            count(*) FILTER (WHERE co_targets > 0) AS lockstep_links
+        FROM ring_links GROUP BY ring_index
+    ), lockstep AS (
+        SELECT ring_index, count(DISTINCT member) AS lockstep_members FROM (
+            SELECT ring_index, a AS member FROM ring_links WHERE co_targets > 0
+            UNION ALL SELECT ring_index, b FROM ring_links WHERE co_targets > 0
+        ) GROUP BY ring_index
     )
     SELECT * FROM span JOIN usage USING (ring_index) JOIN independent USING (ring_index)
     JOIN burst USING (ring_index) LEFT JOIN links USING (ring_index)
+    LEFT JOIN lockstep USING (ring_index)
     ORDER BY ring_index
     """
 
@@ -146,6 +156,7 @@ def _evidence(f: pd.DataFrame, config: Config) -> tuple[dict[Reason, np.ndarray]
     strong = {
         Reason.SHARED_PAYOUT: s.weight_shared_payout * cover["payment"],
         Reason.PAYOUT_CONSOLIDATION: s.weight_shared_payout * consolidation,
+        Reason.LOCKSTEP: s.weight_lockstep * f["lockstep_members"].fillna(0).to_numpy(float) / n,
     }
     weak = {
         Reason.DEVICE_FARM: s.weight_device_farm * farm,
@@ -214,6 +225,7 @@ def score_rings(con: duckdb.DuckDBPyConnection, assignment: pd.DataFrame, *, con
     con.register("ring_members_frame", assignment)
     con.execute("CREATE OR REPLACE TEMP TABLE ring_members AS SELECT * FROM ring_members_frame")
     con.unregister("ring_members_frame")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE ring_links AS {RING_LINKS_SQL}")
     con.execute(f"CREATE OR REPLACE TEMP TABLE ring_usage AS {ring_usage_sql(config)}")
     con.execute(f"CREATE OR REPLACE TEMP TABLE member_features AS {member_features_sql(config)}")
     features = con.execute(ring_features_sql(config)).df()
