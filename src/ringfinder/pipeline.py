@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ringfinder import __version__
-from ringfinder.config import Config
+from ringfinder.config import Config, load_config
 from ringfinder.detect import detect_rings
 from ringfinder.errors import InputError
 from ringfinder.export import atomic_folder, write_outputs
@@ -175,3 +175,36 @@ def _check_bad_fraction(read: int, quarantined: int, reasons: dict[str, int], co
             f"{quarantined} of {read} rows ({quarantined / read:.1%}) were rejected, more than "
             f"input.max_bad_fraction = {limit}; {top}"
         )
+
+
+def find_rings(
+    data: pd.DataFrame | str | Path | Sequence[str | Path],
+    config: Config | str | Path | None = None,
+    *,
+    sql: str | None = None,
+    out_dir: str | Path | None = None,
+) -> RunResult:
+    """Find and score rings in a DataFrame or event files; the entry point for notebooks.
+
+    Parameters
+    ----------
+    data : a pandas DataFrame of events, or one or more paths, folders or globs.
+    config : a ``Config``, a path to a TOML config, or ``None`` for the defaults.
+    sql : a DuckDB query to use as the input (``data`` is then ignored; pass ``()``).
+    out_dir : also write the output files there.
+
+    Returns
+    -------
+    RunResult with ``members``, ``rings`` and ``quarantine`` DataFrames and the ``manifest``.
+
+    Examples
+    --------
+    >>> result = find_rings("fixtures/sample/events.csv", "fixtures/sample/config.toml")  # doctest: +SKIP
+    >>> result.rings[["ring_id", "size", "ring_score", "reasons"]].head()  # doctest: +SKIP
+    """
+    resolved = config if isinstance(config, Config) else load_config(config)
+    target = Path(out_dir) if out_dir is not None else None
+    if isinstance(data, pd.DataFrame):
+        return run_detect(config=resolved, frame=data, out_dir=target)
+    inputs = [data] if isinstance(data, str | Path) else list(data)
+    return run_detect(inputs, config=resolved, sql=sql, out_dir=target)
