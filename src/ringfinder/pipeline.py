@@ -23,7 +23,7 @@ from ringfinder.ingest import read_events
 from ringfinder.lineage import assign_ring_ids
 from ringfinder.normalise import sql_literal
 from ringfinder.schema import CONTRIBUTOR, MEMBERS_COLUMNS, QUARANTINE_COLUMNS, RINGS_COLUMNS
-from ringfinder.score import score_rings
+from ringfinder.score import ring_evidence, score_rings
 
 StageReporter = Callable[[str], AbstractContextManager[object]]
 
@@ -36,6 +36,8 @@ class RunResult:
     rings: pd.DataFrame
     quarantine: pd.DataFrame
     manifest: dict[str, Any]
+    evidence: pd.DataFrame = field(default_factory=pd.DataFrame)
+    timeline: pd.DataFrame = field(default_factory=pd.DataFrame)
     out_dir: Path | None = None
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -124,11 +126,16 @@ def run_detect(
             pairs = con.execute("SELECT a, b, weight, strong FROM pairs ORDER BY a, b").df()
             assignment = detect_rings(pairs, config=config.detect)
         with _timed("score", timings, report):
+            evidence, timeline = pd.DataFrame(), pd.DataFrame()
             if assignment.empty:
                 rings, members = _empty(RINGS_COLUMNS), _empty(MEMBERS_COLUMNS)
             else:
+                ids = assign_ring_ids(assignment)
                 rings, members = score_rings(con, assignment, config=config)
-                rings, members = _ring_tables(rings, members, assign_ring_ids(assignment))
+                rings, members = _ring_tables(rings, members, ids)
+                evidence, timeline = (
+                    frame.assign(ring_id=frame.pop("ring_index").map(ids)) for frame in ring_evidence(con)
+                )
         quarantine = con.execute("SELECT * FROM quarantine ORDER BY source, row, reason").df()
     finally:
         con.close()
@@ -159,11 +166,14 @@ def run_detect(
         "timings_seconds": timings,
     }
     result = RunResult(members=members, rings=rings, quarantine=quarantine[list(QUARANTINE_COLUMNS)],
-                       manifest=manifest, out_dir=out_dir, timings=timings)
+                       manifest=manifest, evidence=evidence, timeline=timeline, out_dir=out_dir,
+                       timings=timings)
     if out_dir is not None:
         with _timed("write", timings, report), atomic_folder(Path(out_dir)) as staging:
             write_outputs(staging, members=members, rings=rings, quarantine=result.quarantine,
                           manifest=manifest, parquet=config.output.parquet)
+            evidence.to_parquet(staging / "evidence.parquet", index=False)
+            timeline.to_parquet(staging / "timeline.parquet", index=False)
     return result
 
 

@@ -236,3 +236,27 @@ def score_rings(con: duckdb.DuckDBPyConnection, assignment: pd.DataFrame, *, con
     share = np.divide(members["strength"], top, out=np.zeros(len(members)), where=top > 0)
     members["member_score"] = np.round(members["ring_score"] * (0.5 + 0.5 * share), 6)
     return rings, members
+
+
+def ring_evidence(con: duckdb.DuckDBPyConnection) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The evidence behind each ring, for investigators (after ``score_rings``).
+
+    Returns
+    -------
+    (identifiers, timeline): every identifier a member uses, with its kind, role, event counts,
+    first/last seen, how many people and how many members use it, and its hub and
+    infrastructure flags; and each member's events per day and event type.
+    """
+    identifiers = con.execute(f"""
+        SELECT u.ring_index, u.{CONTRIBUTOR}, u.kind, u.role, u.identifier, e.n_events,
+            e.first_seen, e.last_seen, u.degree, u.ring_users, u.hub, u.infrastructure
+        FROM ring_usage u JOIN edges e USING ({CONTRIBUTOR}, kind, identifier)
+        ORDER BY u.ring_index, u.{CONTRIBUTOR}, u.kind, u.identifier
+    """).df()
+    timeline = con.execute(f"""
+        SELECT m.ring_index, e.{CONTRIBUTOR}, CAST(date_trunc('day', e.{TIME}) AS DATE) AS day,
+            coalesce(e.{EVENT_TYPE}, '') AS event_type, count(*) AS n_events
+        FROM events e JOIN ring_members m USING ({CONTRIBUTOR})
+        GROUP BY ALL ORDER BY ALL
+    """).df()
+    return identifiers, timeline
