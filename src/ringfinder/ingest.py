@@ -19,7 +19,7 @@ import duckdb
 
 from ringfinder.config import InputConfig
 from ringfinder.errors import InputError
-from ringfinder.normalise import normaliser_sql, register_functions, sql_identifier, sql_literal
+from ringfinder.normalise import normalise_query, register_functions, sql_identifier, sql_literal
 from ringfinder.schema import CONTRIBUTOR, EVENT_TYPE, TARGET, TIME, identifier_column
 
 log = logging.getLogger(__name__)
@@ -188,8 +188,18 @@ def _stage_file(con: duckdb.DuckDBPyConnection, path: Path, fmt: str, index: int
             f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT *, {_json_columns(config)} FROM {table}"
         )
     else:
-        _check_columns(str(path), _columns(con, table), config)
+        present = _columns(con, table)
+        if fmt == "csv" and _is_empty_csv(con, table, present):
+            raise InputError(f"{path}: file is empty; expected a header line naming the columns")
+        _check_columns(str(path), present, config)
     return table
+
+
+def _is_empty_csv(con: duckdb.DuckDBPyConnection, table: str, present: Sequence[str]) -> bool:
+    """DuckDB reads an empty (or blank) CSV file as one column ``column0`` with no rows."""
+    if [c for c in present if c not in META] != ["column0"]:
+        return False
+    return not con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # type: ignore[index]
 
 
 def _check_json_keys(con: duckdb.DuckDBPyConnection, table: str, path: Path, config: InputConfig) -> None:
@@ -211,10 +221,12 @@ def _rejected_lines(con: duckdb.DuckDBPyConnection, index: int, path: Path) -> s
     tables = {row[0] for row in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
     if f"rf_rejects_{index}" not in tables:
         return None
+    # DuckDB logs one error per missing column: keep one row per rejected line.
     return (
         f"SELECT {sql_literal(str(path))} AS source, CAST(line AS BIGINT) AS row, "
         f"'malformed line: ' || lower(error_type::VARCHAR) AS reason, csv_line AS raw "
-        f"FROM rf_rejects_{index}"
+        f"FROM rf_rejects_{index} "
+        f"QUALIFY row_number() OVER (PARTITION BY scan_id, file_id, line ORDER BY column_idx) = 1"
     )
 
 
@@ -290,18 +302,27 @@ def _build_tables(
     con.execute(f"CREATE TABLE quarantine AS {' UNION ALL '.join(quarantine_parts)}")
 
     data_columns = ", ".join(sql_identifier(c) for c in columns if c not in META)
+    con.execute(
+        f"CREATE TEMP TABLE rf_valid AS SELECT DISTINCT {data_columns}, rf_time "
+        f"FROM rf_checked WHERE rf_reason IS NULL"
+    )
     selects = [f"{contributor} AS {CONTRIBUTOR}", f"rf_time AS {TIME}"]
     event_type = f"lower(trim({sql_identifier(config.event_type)}))" if config.event_type else "CAST(NULL AS VARCHAR)"
     target = f"nullif(trim({sql_identifier(config.target)}), '')" if config.target else "CAST(NULL AS VARCHAR)"
     selects += [f"{event_type} AS {EVENT_TYPE}", f"{target} AS {TARGET}"]
-    for name, kind in config.kinds.items():
-        expr = normaliser_sql(kind.normaliser, sql_identifier(kind.column), config)
-        selects.append(f"{expr} AS {sql_identifier(identifier_column(name))}")
-    con.execute(
-        f"CREATE TABLE events AS SELECT {', '.join(selects)} FROM rf_checked "
-        f"WHERE rf_reason IS NULL "
-        f"QUALIFY row_number() OVER (PARTITION BY {data_columns} ORDER BY rf_source, rf_row) = 1"
-    )
+    joins = []
+    for index, (name, kind) in enumerate(config.kinds.items()):
+        mapping = f"rf_map_{index}"
+        con.execute(
+            f"CREATE TEMP TABLE {mapping} AS "
+            f"{normalise_query(kind.normaliser, 'rf_valid', sql_identifier(kind.column), config)}"
+        )
+        selects.append(f"{mapping}.norm AS {sql_identifier(identifier_column(name))}")
+        joins.append(f"LEFT JOIN {mapping} ON {mapping}.raw = rf_valid.{sql_identifier(kind.column)}")
+    con.execute(f"CREATE TABLE events AS SELECT {', '.join(selects)} FROM rf_valid {' '.join(joins)}")
+    for index in range(len(config.kinds)):
+        con.execute(f"DROP TABLE rf_map_{index}")
+    con.execute("DROP TABLE rf_valid")
     con.execute(
         "UPDATE rf_counts SET n = n + (SELECT count(*) FROM quarantine WHERE reason LIKE 'malformed line%')"
     )

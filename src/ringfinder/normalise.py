@@ -18,9 +18,11 @@ from ringfinder.config import InputConfig, Normaliser
 
 IPV6_FUNCTION = "rf_ipv6"
 IPV6_PREFIX_FUNCTION = "rf_ipv6_prefix"
-IPV4_PATTERN = r"^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$"
-# Only zeros and separators: 0, 0000-0000, 00:00:00:00:00:00 ...
-ALL_ZERO_PATTERN = r"^[0\-:._ ]+$"
+# One to three digits worth at most 255 (leading zeros allowed: 010 is 10).
+IPV4_OCTET = r"(?:[01]?\d?\d|2[0-4]\d|25[0-5])"
+IPV4_PATTERN = rf"^{IPV4_OCTET}\.{IPV4_OCTET}\.{IPV4_OCTET}\.{IPV4_OCTET}$"
+# DuckDB's one-argument trim() strips spaces only; identifiers also come with tabs and newlines.
+WHITESPACE_SQL = "' ' || chr(9) || chr(10) || chr(11) || chr(12) || chr(13)"
 
 
 def sql_literal(value: str) -> str:
@@ -33,9 +35,16 @@ def sql_identifier(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def sql_trim(expr: str) -> str:
+    """SQL that strips leading and trailing whitespace (spaces, tabs, newlines) from ``expr``."""
+    return f"trim({expr}, {WHITESPACE_SQL})"
+
+
 @lru_cache(maxsize=65536)
-def canonical_ipv6(value: str) -> str | None:
+def canonical_ipv6(value: str | None) -> str | None:
     """Canonical text of an IPv6 address; an IPv4-mapped address becomes its IPv4 form."""
+    if value is None:
+        return None
     try:
         address = ipaddress.IPv6Address(value)
     except ValueError:
@@ -45,8 +54,10 @@ def canonical_ipv6(value: str) -> str | None:
 
 
 @lru_cache(maxsize=65536)
-def ipv6_prefix(value: str) -> str | None:
+def ipv6_prefix(value: str | None) -> str | None:
     """The /64 network of a canonical IPv6 address (IPv4 values are handled in SQL)."""
+    if value is None:
+        return None
     try:
         return str(ipaddress.IPv6Network((value, 64), strict=False))
     except ValueError:
@@ -57,80 +68,97 @@ def register_functions(con: duckdb.DuckDBPyConnection) -> None:
     """Make the Python helpers that the SQL normalisers call known to ``con``."""
     for name, function in ((IPV6_FUNCTION, canonical_ipv6), (IPV6_PREFIX_FUNCTION, ipv6_prefix)):
         try:
-            con.create_function(name, function, ["VARCHAR"], "VARCHAR", side_effects=False)
+            # "special": the helpers return NULL for text that is not an address; with the
+            # default handling DuckDB raises on any NULL a UDF returns.
+            con.create_function(
+                name, function, ["VARCHAR"], "VARCHAR", null_handling="special", side_effects=False
+            )
         except duckdb.CatalogException:
             pass  # already registered on this connection
 
 
-def _ip_sql(column: str) -> str:
-    """Canonical IP: strip brackets, ports and zone ids; IPv4-mapped IPv6 to IPv4; else NULL."""
-    s = f"lower(trim({column}))"
-    s = f"regexp_replace({s}, '^\\[([^\\]]*)\\](:\\d+)?$', '\\1')"  # [v6]:port
-    s = f"regexp_replace({s}, '^(\\d+\\.\\d+\\.\\d+\\.\\d+):\\d+$', '\\1')"  # v4:port
-    s = f"regexp_replace({s}, '%.*$', '')"  # zone id
-    s = f"regexp_replace({s}, '^(?:0{{1,4}}:){{0,5}}:?(?:0{{0,4}}:)?ffff:(\\d+\\.\\d+\\.\\d+\\.\\d+)$', '\\1')"
-    octets = f"regexp_extract({s}, '{IPV4_PATTERN}', ['a', 'b', 'c', 'd'])"
-    parts = [f"try_cast({octets}.{p} AS INTEGER)" for p in "abcd"]
-    valid_v4 = " AND ".join(f"{p} <= 255" for p in parts)
-    v4 = " || '.' || ".join(f"CAST({p} AS VARCHAR)" for p in parts)
-    return (
-        f"(CASE WHEN regexp_full_match({s}, '{IPV4_PATTERN[1:-1]}') "
-        f"THEN (CASE WHEN {valid_v4} THEN {v4} END) "
-        f"WHEN contains({s}, ':') AND regexp_full_match({s}, '[0-9a-f:.]+') "
-        f"THEN {IPV6_FUNCTION}({s}) END)"
+def _ip_query(values: str) -> str:
+    """Canonical IP: strip brackets, ports and zone ids; IPv4-mapped IPv6 to IPv4; else NULL.
+
+    Staged in subqueries so that each regular expression runs once per value, and plain
+    dotted-quad values (the vast majority) skip the clean-up expressions.
+    """
+    cleaned = "regexp_replace(f, '^\\[([^\\]]*)\\](:\\d+)?$', '\\1')"  # [v6]:port
+    cleaned = f"regexp_replace({cleaned}, '^(\\d+\\.\\d+\\.\\d+\\.\\d+):\\d+$', '\\1')"  # v4:port
+    cleaned = f"regexp_replace({cleaned}, '%.*$', '')"  # zone id
+    cleaned = (
+        f"regexp_replace({cleaned}, "
+        "'^(?:0{1,4}:){0,5}:?(?:0{0,4}:)?ffff:(\\d+\\.\\d+\\.\\d+\\.\\d+)$', '\\1')"
     )
+    return f"""
+    SELECT raw, placeholder, CASE
+        WHEN octets IS NOT NULL THEN
+            CASE WHEN list_bool_and(list_transform(octets, lambda o: o <= 255))
+            THEN array_to_string(octets, '.') END
+        WHEN contains(s, ':') AND regexp_full_match(s, '[0-9a-f:.]+') THEN {IPV6_FUNCTION}(s)
+        END AS norm
+    FROM (
+        SELECT *, CASE WHEN regexp_full_match(s, '{IPV4_PATTERN[1:-1]}')
+            THEN list_transform(string_split(s, '.'), lambda o: CAST(o AS INTEGER)) END AS octets
+        FROM (
+            SELECT *, CASE WHEN regexp_full_match(f, '[0-9.]+') THEN f ELSE {cleaned} END AS s
+            FROM {values}
+        )
+    )"""
 
 
-def _ip_prefix_sql(column: str) -> str:
+def _ip_prefix_query(values: str) -> str:
     """The /24 (IPv4) or /64 (IPv6) network of an address: a weaker kind than the address."""
-    ip = _ip_sql(column)
-    return (
-        f"(CASE WHEN contains({ip}, ':') THEN {IPV6_PREFIX_FUNCTION}({ip}) "
-        f"WHEN {ip} IS NOT NULL THEN regexp_replace({ip}, '\\.\\d+$', '.0/24') END)"
-    )
+    return f"""
+    SELECT raw, placeholder, CASE WHEN contains(norm, ':') THEN {IPV6_PREFIX_FUNCTION}(norm)
+        ELSE regexp_replace(norm, '\\.\\d+$', '.0/24') END AS norm
+    FROM ({_ip_query(values)})"""
 
 
-def _email_sql(column: str, config: InputConfig) -> str:
-    s = f"lower(trim({column}))"
-    local = f"split_part({s}, '@', 1)"
-    domain = f"split_part({s}, '@', 2)"
+def _email_sql(config: InputConfig) -> str:
+    local = "split_part(f, '@', 1)"
+    domain = "split_part(f, '@', 2)"
     if config.email_strip_plus:
         local = f"split_part({local}, '+', 1)"
     if config.email_dotless_domains:
         domains = ", ".join(sql_literal(d.lower()) for d in config.email_dotless_domains)
         local = f"(CASE WHEN {domain} IN ({domains}) THEN replace({local}, '.', '') ELSE {local} END)"
-    valid = f"regexp_full_match({s}, '[^@\\s]+@[^@\\s]+\\.[^@\\s]+')"
+    valid = "regexp_full_match(f, '[^@\\s]+@[^@\\s]+\\.[^@\\s]+')"
     return f"(CASE WHEN {valid} THEN {local} || '@' || {domain} END)"
 
 
-def _phone_sql(column: str) -> str:
-    digits = f"regexp_replace({column}, '[^0-9]', '', 'g')"
-    return f"(CASE WHEN length({digits}) >= 6 THEN {digits} END)"
+def _simple_sql(normaliser: Normaliser, config: InputConfig) -> str:
+    """Normalisers that are one expression over ``t`` (trimmed) and ``f`` (trimmed, case-folded)."""
+    if normaliser == "device":
+        return "f"
+    if normaliser == "payment":
+        return "upper(regexp_replace(t, '[^0-9A-Za-z]', '', 'g'))"
+    if normaliser == "email":
+        return _email_sql(config)
+    if normaliser == "phone":
+        digits = "regexp_replace(t, '[^0-9]', '', 'g')"
+        return f"(CASE WHEN length({digits}) >= 6 THEN {digits} END)"
+    return "t"
 
 
-def normaliser_sql(normaliser: Normaliser, column: str, config: InputConfig) -> str:
-    """SQL expression that normalises ``column`` (already quoted) and drops placeholders."""
+def normalise_query(normaliser: Normaliser, source: str, column: str, config: InputConfig) -> str:
+    """Query mapping each distinct raw value of ``source.column`` to its normal form (or NULL).
+
+    Normalising distinct values, not rows, does the work once per identifier.
+    """
+    placeholders = ", ".join(sql_literal(p.strip().lower()) for p in config.placeholders) or "NULL"
+    values = f"""(
+        SELECT raw, t, f, f IN ({placeholders}) OR ltrim(t, '0-:._ ') = '' AS placeholder
+        FROM (SELECT raw, trim(raw) AS t, lower(trim(raw)) AS f
+              FROM (SELECT DISTINCT {column} AS raw FROM {source} WHERE {column} IS NOT NULL))
+    )"""
     if normaliser == "ip":
-        expr = _ip_sql(column)
+        inner = _ip_query(values)
     elif normaliser == "ip_prefix":
-        expr = _ip_prefix_sql(column)
-    elif normaliser == "device":
-        expr = f"lower(trim({column}))"
-    elif normaliser == "payment":
-        expr = f"upper(regexp_replace({column}, '[^0-9A-Za-z]', '', 'g'))"
-    elif normaliser == "email":
-        expr = _email_sql(column, config)
-    elif normaliser == "phone":
-        expr = _phone_sql(column)
+        inner = _ip_prefix_query(values)
     else:
-        expr = f"trim({column})"
-    placeholders = ", ".join(sql_literal(p.strip().lower()) for p in config.placeholders)
-    raw_is_placeholder = f"lower(trim({column})) IN ({placeholders})" if placeholders else "false"
-    return (
-        f"(CASE WHEN {column} IS NULL OR {raw_is_placeholder} "
-        f"OR regexp_full_match(trim({column}), '{ALL_ZERO_PATTERN[1:-1]}') THEN NULL "
-        f"ELSE nullif({expr}, '') END)"
-    )
+        inner = f"SELECT raw, placeholder, {_simple_sql(normaliser, config)} AS norm FROM {values}"
+    return f"SELECT raw, CASE WHEN placeholder THEN NULL ELSE nullif(norm, '') END AS norm FROM ({inner})"
 
 
 def normalise_values(
@@ -149,7 +177,7 @@ def normalise_values(
     register_functions(con)
     con.execute("CREATE TABLE v (i INTEGER, x VARCHAR)")
     con.executemany("INSERT INTO v VALUES (?, ?)", list(enumerate(items)))
-    expr = normaliser_sql(normaliser, "x", config)
-    rows = con.execute(f"SELECT {expr} FROM v ORDER BY i").fetchall()
+    mapping = normalise_query(normaliser, "v", "x", config)
+    rows = con.execute(f"SELECT m.norm FROM v LEFT JOIN ({mapping}) m ON m.raw = v.x ORDER BY v.i").fetchall()
     con.close()
     return [row[0] for row in rows]
