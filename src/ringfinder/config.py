@@ -74,6 +74,7 @@ class InputConfig(Strict):
 
     format: Literal["auto", "csv", "parquet", "jsonl"] = "auto"
     contributor: str = Field(default="contributor_id", min_length=1)
+    contributor_ignore_case: bool = True
     timestamp: str = Field(default="event_time", min_length=1)
     event_type: str = "event_type"
     target: str = ""
@@ -96,8 +97,9 @@ class GraphConfig(Strict):
 
     infrastructure_min_contributors: int = Field(default=8, ge=2)
     infrastructure_own_share: float = Field(default=0.6, gt=0, le=1)
-    infrastructure_weight: float = Field(default=0.1, ge=0, le=1)
+    infrastructure_weight: float = Field(default=0.0, ge=0, le=1)
     min_pair_weight: float = Field(default=0.0, ge=0)
+    solid_ip_max_contributors: int = Field(default=4, ge=2)
     lockstep_window_seconds: float = Field(default=30.0, gt=0)
     lockstep_min_targets: int = Field(default=5, ge=2)
     lockstep_min_share: float = Field(default=0.3, ge=0, le=1)
@@ -112,6 +114,7 @@ class DetectConfig(Strict):
     leiden_min_size: int = Field(default=8, ge=2)
     iterations: int = Field(default=-1)
     min_ring_size: int = Field(default=2, ge=2)
+    split_weak_links: bool = True
     seed: int = 0
 
 

@@ -44,17 +44,54 @@ def _leiden(graph: ig.Graph, *, config: DetectConfig) -> np.ndarray:
     return np.asarray(clustering.membership, dtype=np.int64)
 
 
-def _communities(graph: ig.Graph, *, config: DetectConfig) -> np.ndarray:
-    """Community label per vertex: a small component is one community, a large one is split."""
+def _communities(graph: ig.Graph, sizes: np.ndarray, *, config: DetectConfig) -> np.ndarray:
+    """Community label per vertex: a small component is one community, a large one is split.
+
+    ``sizes`` holds the contributors behind each (contracted) vertex; a component is large
+    when it holds at least ``leiden_min_size`` contributors and more than one vertex.
+    """
     components = graph.connected_components()
     membership = np.asarray(components.membership, dtype=np.int64)
     labels = membership * graph.vcount()  # room for sub-labels inside each component
-    sizes = np.bincount(membership)
-    for component in np.flatnonzero(sizes >= config.leiden_min_size):
+    contributors = np.bincount(membership, weights=sizes)
+    vertices_per = np.bincount(membership)
+    large = (contributors >= config.leiden_min_size) & (vertices_per > 1)
+    for component in np.flatnonzero(large):
         vertices = np.flatnonzero(membership == component)
         sub = graph.induced_subgraph(vertices.tolist(), implementation="create_from_scratch")
         labels[vertices] += _leiden(sub, config=config)
     return labels
+
+
+def _split_weak(labels: np.ndarray, edges: np.ndarray, weights: np.ndarray, solid: np.ndarray) -> np.ndarray:
+    """Split communities that only weak (IP-only) links hold together.
+
+    Inside each community, the components of solid links become the rings. A member with
+    only weak links joins the part it is most strongly tied to; a community with no solid
+    link at all (a household behind one router) stays whole.
+    """
+    n = len(labels)
+    inside = labels[edges[:, 0]] == labels[edges[:, 1]]
+    keep = inside & solid
+    parts = np.asarray(ig.Graph(n=n, edges=edges[keep].tolist()).connected_components().membership)
+    part_size = np.bincount(parts)
+    lonely = part_size[parts] == 1
+    # Lonely members attach to the neighbouring part with the most weak weight.
+    weak = inside & ~solid
+    a, b, w = edges[weak, 0], edges[weak, 1], weights[weak]
+    src = np.concatenate([a, b])
+    dst = np.concatenate([b, a])
+    wt = np.concatenate([w, w])
+    mask = lonely[src] & ~lonely[dst]
+    if mask.any():
+        ties = pd.DataFrame({"src": src[mask], "part": parts[dst[mask]], "w": wt[mask]})
+        best = ties.groupby(["src", "part"], sort=True)["w"].sum().reset_index()
+        best = best.sort_values(["src", "w", "part"], ascending=[True, False, True]).drop_duplicates("src")
+        parts = parts.copy()
+        parts[best["src"].to_numpy()] = best["part"].to_numpy()
+    # Members of a community without any solid link keep the community as it was.
+    solid_anywhere = np.bincount(labels[edges[keep, 0]], minlength=labels.max() + 1) > 0
+    return np.where(solid_anywhere[labels], parts + labels.max() + 1, labels)
 
 
 def detect_rings(pairs: pd.DataFrame, *, config: DetectConfig) -> pd.DataFrame:
@@ -62,7 +99,7 @@ def detect_rings(pairs: pd.DataFrame, *, config: DetectConfig) -> pd.DataFrame:
 
     Parameters
     ----------
-    pairs : the projection, with columns ``a``, ``b``, ``weight`` and ``strong``.
+    pairs : the projection, with columns ``a``, ``b``, ``weight``, ``strong`` and ``solid``.
     config : the ``[detect]`` section (resolution, seed, sizes).
 
     Returns
@@ -73,7 +110,7 @@ def detect_rings(pairs: pd.DataFrame, *, config: DetectConfig) -> pd.DataFrame:
 
     Examples
     --------
-    >>> pairs = pd.DataFrame({"a": ["x"], "b": ["y"], "weight": [1.0], "strong": [True]})
+    >>> pairs = pd.DataFrame({"a": ["x"], "b": ["y"], "weight": [1.0], "strong": [True], "solid": [True]})
     >>> detect_rings(pairs, config=DetectConfig()).ring_index.tolist()
     [0, 0]
     """
@@ -91,8 +128,10 @@ def detect_rings(pairs: pd.DataFrame, *, config: DetectConfig) -> pd.DataFrame:
     contracted = ig.Graph(n=int(groups.max()) + 1, edges=groups[edges].tolist())
     contracted.es["weight"] = weights.tolist()
     contracted.simplify(multiple=True, loops=False, combine_edges={"weight": "sum"})
-    labels = _communities(contracted, config=config)[groups]
+    labels = _communities(contracted, np.bincount(groups).astype(float), config=config)[groups]
 
+    if config.split_weak_links:
+        labels = _split_weak(labels, edges, weights, pairs["solid"].to_numpy(bool))
     frame = pd.DataFrame({CONTRIBUTOR: names, "label": labels})
     sizes = frame.groupby("label")[CONTRIBUTOR].transform("size")
     frame = frame[sizes >= config.min_ring_size]

@@ -3,9 +3,9 @@
 All set work runs in DuckDB. Tables created on the connection:
 
 - ``edges``: contributor_id, kind, identifier, n_events, first_seen, last_seen (the bipartite graph)
-- ``identifiers``: kind, identifier, degree, hub, infrastructure, weight
+- ``identifiers``: kind, identifier, degree, hub, infrastructure, strong, solid, weight
 - ``lockstep_pairs``: a, b, co_targets (pairs acting on the same targets within seconds)
-- ``pairs``: a, b (a < b), weight, n_shared, co_targets, strong, kinds (the projection)
+- ``pairs``: a, b (a < b), weight, n_shared, co_targets, strong, kinds, solid (the projection)
 
 Weighting follows FRAUDAR (Hooi et al., KDD 2016): an identifier shared by many contributors says
 less about each pair than a rare one, so its weight falls with the log of its degree.
@@ -52,9 +52,12 @@ def edges_sql(config: Config) -> str:
 def identifiers_sql(config: Config) -> str:
     """Degree, hub and infrastructure flags, and the pair weight of every identifier.
 
+    An IP shared by more than ``solid_ip_max_contributors`` is a weak link (a proxy pool, a
+    NAT): it joins rings but cannot hold two parts of one together.
     A hub is used by more contributors than its kind's ``hub_cap``: it is dropped from the
     projection. Infrastructure is a device or IP used by many contributors most of whom also
-    have one of their own (an internet café PC, a campus NAT): it is kept but down-weighted.
+    have one of their own (an internet café PC, a campus NAT): its weight is multiplied by
+    ``infrastructure_weight`` (0 by default: it links nobody, but stays in the evidence).
     """
     g = config.graph
     caps = " ".join(
@@ -69,6 +72,9 @@ def identifiers_sql(config: Config) -> str:
         if spec.resolved_role(kind) in ("device", "ip")
     ]
     sharable_list = ", ".join(sharable) or "NULL"
+    ips = ", ".join(
+        sql_literal(kind) for kind, spec in config.input.kinds.items() if spec.resolved_role(kind) == "ip"
+    ) or "NULL"
     strong = ", ".join(sql_literal(k) for k, spec in config.input.kinds.items() if spec.strong) or "NULL"
     return f"""
     WITH degree AS (
@@ -87,6 +93,7 @@ def identifiers_sql(config: Config) -> str:
         d.degree > (CASE d.kind {caps} END) AS hub,
         coalesce(s.own_share >= {g.infrastructure_own_share!r}, false) AS infrastructure,
         d.kind IN ({strong}) AS strong,
+        NOT (d.kind IN ({ips}) AND d.degree > {g.solid_ip_max_contributors}) AS solid,
         (CASE d.kind {weights} END)
             * (CASE WHEN coalesce(s.own_share >= {g.infrastructure_own_share!r}, false)
                     THEN {g.infrastructure_weight!r} ELSE 1.0 END)
@@ -99,12 +106,12 @@ def identifier_pairs_sql() -> str:
     """Contributor pairs that share identifiers which are shared and not hubs, with their weight."""
     return f"""
     WITH linkable AS (
-        SELECT e.{CONTRIBUTOR}, e.kind, e.identifier, i.weight, i.strong
+        SELECT e.{CONTRIBUTOR}, e.kind, e.identifier, i.weight, i.strong, i.solid
         FROM edges e JOIN identifiers i USING (kind, identifier)
-        WHERE NOT i.hub AND i.degree >= 2
+        WHERE NOT i.hub AND i.degree >= 2 AND i.weight > 0
     )
     SELECT x.{CONTRIBUTOR} AS a, y.{CONTRIBUTOR} AS b, sum(x.weight) AS weight,
-        count(*) AS n_shared, bool_or(x.strong) AS strong,
+        count(*) AS n_shared, bool_or(x.strong) AS strong, bool_or(x.solid) AS solid,
         list(DISTINCT x.kind ORDER BY x.kind) AS kinds
     FROM linkable x JOIN linkable y
         ON x.kind = y.kind AND x.identifier = y.identifier AND x.{CONTRIBUTOR} < y.{CONTRIBUTOR}
@@ -151,7 +158,11 @@ def lockstep_pairs_sql(config: Config) -> str:
 
 
 def pairs_sql(config: Config) -> str:
-    """The weighted contributor projection: identifier pairs plus lockstep pairs."""
+    """The weighted contributor projection: identifier pairs plus lockstep pairs.
+
+    A pair is ``solid`` unless only widely shared IPs link it (see ``identifiers_sql``);
+    ``detect`` splits rings that only such links hold together.
+    """
     lockstep = config.graph.lockstep_weight
     return f"""
     SELECT a, b,
@@ -159,7 +170,8 @@ def pairs_sql(config: Config) -> str:
         coalesce(i.n_shared, 0) AS n_shared, coalesce(l.co_targets, 0) AS co_targets,
         coalesce(i.strong, false) AS strong,
         list_concat(coalesce(i.kinds, []), CASE WHEN l.co_targets IS NULL THEN [] ELSE ['lockstep'] END)
-            AS kinds
+            AS kinds,
+        l.co_targets IS NOT NULL OR coalesce(i.solid, false) AS solid
     FROM ({identifier_pairs_sql()}) i FULL OUTER JOIN lockstep_pairs l USING (a, b)
     WHERE coalesce(i.weight, 0) + (CASE WHEN l.co_targets IS NULL THEN 0 ELSE {lockstep!r} END)
         >= {config.graph.min_pair_weight!r}

@@ -262,6 +262,21 @@ def _raw_json_sql(columns: Sequence[str]) -> str:
     return f"coalesce({JSON_LINE}, {obj})" if JSON_LINE in columns else obj
 
 
+def _contributor_spelling_sql(contributor: str, config: InputConfig) -> str:
+    """Map each trimmed contributor id to its canonical spelling.
+
+    With ``input.contributor_ignore_case`` ids that differ only in case are one contributor,
+    spelled as its most frequent spelling (ties: the smallest), so case noise in an export
+    neither splits a contributor nor changes the id that rule engines see.
+    """
+    if not config.contributor_ignore_case:
+        return f"SELECT DISTINCT {contributor} AS raw, {contributor} AS spelling FROM rf_valid"
+    return f"""
+    WITH spelled AS (SELECT {contributor} AS raw, count(*) AS n FROM rf_valid GROUP BY ALL)
+    SELECT raw, first(raw ORDER BY n DESC, raw) OVER (PARTITION BY lower(raw)) AS spelling
+    FROM spelled"""
+
+
 def _build_tables(
     con: duckdb.DuckDBPyConnection, parts: list[str], rejects: list[str], config: InputConfig
 ) -> None:
@@ -306,7 +321,8 @@ def _build_tables(
         f"CREATE TEMP TABLE rf_valid AS SELECT DISTINCT {data_columns}, rf_time "
         f"FROM rf_checked WHERE rf_reason IS NULL"
     )
-    selects = [f"{contributor} AS {CONTRIBUTOR}", f"rf_time AS {TIME}"]
+    con.execute(f"CREATE TEMP TABLE rf_contributors AS {_contributor_spelling_sql(contributor, config)}")
+    selects = [f"rf_contributors.spelling AS {CONTRIBUTOR}", f"rf_time AS {TIME}"]
     event_type = f"lower(trim({sql_identifier(config.event_type)}))" if config.event_type else "CAST(NULL AS VARCHAR)"
     target = f"nullif(trim({sql_identifier(config.target)}), '')" if config.target else "CAST(NULL AS VARCHAR)"
     selects += [f"{event_type} AS {EVENT_TYPE}", f"{target} AS {TARGET}"]
@@ -319,7 +335,9 @@ def _build_tables(
         )
         selects.append(f"{mapping}.norm AS {sql_identifier(identifier_column(name))}")
         joins.append(f"LEFT JOIN {mapping} ON {mapping}.raw = rf_valid.{sql_identifier(kind.column)}")
+    joins.append(f"JOIN rf_contributors ON rf_contributors.raw = {contributor}")
     con.execute(f"CREATE TABLE events AS SELECT {', '.join(selects)} FROM rf_valid {' '.join(joins)}")
+    con.execute("DROP TABLE rf_contributors")
     for index in range(len(config.kinds)):
         con.execute(f"DROP TABLE rf_map_{index}")
     con.execute("DROP TABLE rf_valid")

@@ -123,7 +123,7 @@ def run_detect(
         with _timed("graph", timings, report):
             stats = build_graph(con, config=config)
         with _timed("detect", timings, report):
-            pairs = con.execute("SELECT a, b, weight, strong FROM pairs ORDER BY a, b").df()
+            pairs = con.execute("SELECT a, b, weight, strong, solid FROM pairs ORDER BY a, b").df()
             assignment = detect_rings(pairs, config=config.detect)
         with _timed("score", timings, report):
             evidence, timeline = pd.DataFrame(), pd.DataFrame()
