@@ -17,6 +17,7 @@ from rich.console import Console
 from ringfinder import __version__
 from ringfinder.config import Config, load_config
 from ringfinder.errors import ConfigError, RingfinderError
+from ringfinder.ingest import read_known_bad
 from ringfinder.pipeline import run_detect
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -76,10 +77,12 @@ def main() -> None:
               help="TOML config; the documented defaults when omitted.")
 @click.option("--sql", help="A DuckDB query whose result is the input, instead of files.")
 @click.option("--seed", type=int, help="Override detect.seed.")
+@click.option("--known-bad", type=click.Path(path_type=Path, dir_okay=False),
+              help="Contributor ids already banned (one per line, or CSV with contributor_id).")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
 @reports_errors
 def detect(inputs: tuple[Path, ...], out_dir: Path, config_path: Path | None, sql: str | None,
-           seed: int | None, as_json: bool) -> None:
+           seed: int | None, known_bad: Path | None, as_json: bool) -> None:
     """Find and score rings in event exports (CSV, Parquet, JSON lines, globs, folders).
 
     Example: ringfinder detect fixtures/sample/events.csv --config fixtures/sample/config.toml --out out
@@ -89,7 +92,8 @@ def detect(inputs: tuple[Path, ...], out_dir: Path, config_path: Path | None, sq
     if inputs and sql is not None:
         raise ConfigError("give either input files or --sql, not both")
     config = _config(config_path, seed)
-    result = run_detect(inputs, config=config, out_dir=out_dir, sql=sql, report=_stage)
+    banned = read_known_bad(known_bad) if known_bad else []
+    result = run_detect(inputs, config=config, out_dir=out_dir, sql=sql, report=_stage, known_bad=banned)
     m = result.manifest
     if as_json:
         summary = {k: m[k] for k in ("rows", "contributors", "rings", "flagged_rings",

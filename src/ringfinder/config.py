@@ -132,6 +132,7 @@ class ScoreConfig(Strict):
     weight_closed_world: float = Field(default=0.25, ge=0, le=1)
     weight_multi_kind: float = Field(default=0.25, ge=0, le=1)
     weight_lockstep: float = Field(default=0.7, ge=0, le=1)
+    weight_known_bad: float = Field(default=0.5, ge=0, le=1)
     infrastructure_damping: float = Field(default=0.5, ge=0, le=1)
     independent_payout_damping: float = Field(default=0.5, ge=0, le=1)
 

@@ -7,6 +7,7 @@ rows read = accepted + quarantined + exact duplicates.
 
 from __future__ import annotations
 
+import csv
 import glob
 import hashlib
 import logging
@@ -412,3 +413,29 @@ def _account(con: duckdb.DuckDBPyConnection, fingerprints: list[dict[str, Any]])
         quarantine_reasons=reasons,
         inputs=fingerprints,
     )
+
+
+def read_known_bad(path: str | Path) -> list[str]:
+    """Contributor ids from a known-bad list: one id per line, or a CSV with a contributor_id column.
+
+    Examples
+    --------
+    >>> read_known_bad("banned.txt")  # doctest: +SKIP
+    ['c_0001', 'c_0042']
+    """
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
+    except FileNotFoundError:
+        raise InputError(f"{path}: known-bad file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read known-bad file: {exc}") from None
+    rows = list(csv.reader(lines))
+    if not rows:
+        raise InputError(f"{path}: known-bad file is empty")
+    header = [cell.strip().lower() for cell in rows[0]]
+    column, body = (header.index(CONTRIBUTOR), rows[1:]) if CONTRIBUTOR in header else (0, rows)
+    ids = sorted({row[column].strip() for row in body if len(row) > column and row[column].strip()})
+    if not ids:
+        raise InputError(f"{path}: known-bad file lists no contributor id")
+    return ids

@@ -97,6 +97,7 @@ def run_detect(
     sql: str | None = None,
     frame: pd.DataFrame | None = None,
     report: StageReporter | None = None,
+    known_bad: Sequence[str] = (),
 ) -> RunResult:
     """Run the whole detection pipeline; write the outputs when ``out_dir`` is given.
 
@@ -108,6 +109,7 @@ def run_detect(
     sql : a DuckDB query to use as the input instead of files.
     frame : a DataFrame of events to use as the input.
     report : called with each stage's name, returns a context manager (progress display).
+    known_bad : contributor ids already banned: rings holding one score higher.
     """
     timings: dict[str, float] = {}
     con = connect(config)
@@ -131,7 +133,7 @@ def run_detect(
                 rings, members = _empty(RINGS_COLUMNS), _empty(MEMBERS_COLUMNS)
             else:
                 ids = assign_ring_ids(assignment)
-                rings, members = score_rings(con, assignment, config=config)
+                rings, members = score_rings(con, assignment, config=config, known_bad=known_bad)
                 rings, members = _ring_tables(rings, members, ids)
                 evidence, timeline = (
                     frame.assign(ring_id=frame.pop("ring_index").map(ids)) for frame in ring_evidence(con)
@@ -163,6 +165,7 @@ def run_detect(
         "flagged_rings": int(rings["flagged"].astype(bool).sum()) if len(rings) else 0,
         "flagged_contributors": int(members["flagged"].astype(bool).sum()) if len(members) else 0,
         "seed": config.detect.seed,
+        "known_bad": len(set(known_bad)),
         "timings_seconds": timings,
     }
     result = RunResult(members=members, rings=rings, quarantine=quarantine[list(QUARANTINE_COLUMNS)],

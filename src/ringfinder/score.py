@@ -9,6 +9,8 @@ own (a household). Each group combines its evidence as a noisy-OR; so does the r
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import duckdb
 import numpy as np
 import pandas as pd
@@ -76,6 +78,12 @@ def ring_usage_sql(config: Config) -> str:
     """
 
 
+def _id_match(config: Config) -> str:
+    if config.input.contributor_ignore_case:
+        return f"lower(m.{CONTRIBUTOR}) = lower(k.{CONTRIBUTOR})"
+    return f"m.{CONTRIBUTOR} = k.{CONTRIBUTOR}"
+
+
 def ring_features_sql(config: Config) -> str:
     """Per ring: size, sharing per role, accounts per device and payout, closed world, burst."""
     window = config.score.burst_window_hours
@@ -132,6 +140,10 @@ def ring_features_sql(config: Config) -> str:
     SELECT * FROM span JOIN usage USING (ring_index) JOIN independent USING (ring_index)
     JOIN burst USING (ring_index) LEFT JOIN links USING (ring_index)
     LEFT JOIN lockstep USING (ring_index)
+    LEFT JOIN (
+        SELECT ring_index, count(*) AS known_bad_members
+        FROM ring_members m JOIN known_bad k ON {_id_match(config)} GROUP BY ring_index
+    ) USING (ring_index)
     ORDER BY ring_index
     """
 
@@ -146,6 +158,7 @@ def _evidence(f: pd.DataFrame, config: Config) -> tuple[dict[Reason, np.ndarray]
     per_device = n / devices
     max_payment = f["max_payment_users"].fillna(0).to_numpy(float) / n
     burst = f["burst_members"].to_numpy(float) / n
+    known_bad = f["known_bad_members"].fillna(0).to_numpy(float)
     inside = f["inside_uses"].fillna(0).to_numpy(float)
     closed = np.divide(inside, f["all_uses"].fillna(0).to_numpy(float), out=np.zeros_like(n),
                        where=f["all_uses"].fillna(0).to_numpy(float) > 0)
@@ -157,6 +170,7 @@ def _evidence(f: pd.DataFrame, config: Config) -> tuple[dict[Reason, np.ndarray]
         Reason.SHARED_PAYOUT: s.weight_shared_payout * cover["payment"],
         Reason.PAYOUT_CONSOLIDATION: s.weight_shared_payout * consolidation,
         Reason.LOCKSTEP: s.weight_lockstep * f["lockstep_members"].fillna(0).to_numpy(float) / n,
+        Reason.KNOWN_BAD: s.weight_known_bad * np.clip(0.5 + 0.5 * known_bad / n, 0, 1) * (known_bad > 0),
     }
     weak = {
         Reason.DEVICE_FARM: s.weight_device_farm * farm,
@@ -209,13 +223,20 @@ def score_ring_features(features: pd.DataFrame, *, config: Config) -> pd.DataFra
     return out
 
 
-def score_rings(con: duckdb.DuckDBPyConnection, assignment: pd.DataFrame, *, config: Config) -> tuple[pd.DataFrame, pd.DataFrame]:
+def score_rings(
+    con: duckdb.DuckDBPyConnection,
+    assignment: pd.DataFrame,
+    *,
+    config: Config,
+    known_bad: Sequence[str] = (),
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Score every candidate ring and its members.
 
     Parameters
     ----------
     con : connection holding ``events``, ``edges``, ``identifiers`` and ``pairs``.
     assignment : ``contributor_id`` → ``ring_index`` from ``detect_rings``.
+    known_bad : contributor ids already banned; rings that hold one score higher (KNOWN_BAD).
 
     Returns
     -------
@@ -225,6 +246,9 @@ def score_rings(con: duckdb.DuckDBPyConnection, assignment: pd.DataFrame, *, con
     con.register("ring_members_frame", assignment)
     con.execute("CREATE OR REPLACE TEMP TABLE ring_members AS SELECT * FROM ring_members_frame")
     con.unregister("ring_members_frame")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE known_bad ({CONTRIBUTOR} VARCHAR)")
+    if known_bad:
+        con.executemany("INSERT INTO known_bad VALUES (?)", [(c,) for c in sorted(set(known_bad))])
     con.execute(f"CREATE OR REPLACE TEMP TABLE ring_links AS {RING_LINKS_SQL}")
     con.execute(f"CREATE OR REPLACE TEMP TABLE ring_usage AS {ring_usage_sql(config)}")
     con.execute(f"CREATE OR REPLACE TEMP TABLE member_features AS {member_features_sql(config)}")
