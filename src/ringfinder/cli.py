@@ -17,6 +17,7 @@ from rich.console import Console
 from ringfinder import __version__
 from ringfinder.config import Config, load_config
 from ringfinder.errors import ConfigError, RingfinderError
+from ringfinder.evaluate import evaluate_run
 from ringfinder.ingest import read_known_bad
 from ringfinder.pipeline import run_detect
 
@@ -110,3 +111,36 @@ def detect(inputs: tuple[Path, ...], out_dir: Path, config_path: Path | None, sq
         f"{m['rings']} rings, {m['flagged_rings']} flagged ({m['flagged_contributors']} contributors); "
         f"outputs in {out_dir}"
     )
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--labels", required=True, type=click.Path(path_type=Path, dir_okay=False),
+              help="contributor_id, label (fraud/benign or 1/0), optional ring_id and segments.")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False),
+              help="Where eval.json and eval.html go (default: RUN_DIR).")
+@click.option("--fp-rate", "fp_budget_rate", type=click.FloatRange(0, 1),
+              help="Budget: the largest benign false-positive rate allowed.")
+@click.option("--fp-per-10k", type=click.FloatRange(min=0),
+              help="Budget: flagged honest contributors per 10,000.")
+@click.option("--capacity", "review_capacity", type=click.IntRange(min=0),
+              help="Review capacity: at most this many flagged contributors.")
+@click.option("--unlabelled-benign", is_flag=True, help="Count contributors without a label as benign.")
+@click.option("--k", "ks", type=click.IntRange(min=1), multiple=True, default=(10, 50, 100, 500),
+              show_default=True, help="Review queue sizes for precision at k.")
+@click.option("--segment", "segments", multiple=True, help="Label columns to break false positives down by.")
+@reports_errors
+def evaluate(run_dir: Path, labels: Path, out_dir: Path | None, fp_budget_rate: float | None,
+             fp_per_10k: float | None, review_capacity: int | None, unlabelled_benign: bool,
+             ks: tuple[int, ...], segments: tuple[str, ...]) -> None:
+    """Measure a finished detect run against labels: precision, recall, thresholds, costs.
+
+    Example: ringfinder evaluate out/sample --labels fixtures/sample/labels.csv --fp-rate 0.001
+    """
+    result = evaluate_run(
+        run_dir, labels, out_dir=out_dir or run_dir, fp_budget_rate=fp_budget_rate,
+        fp_per_10k=fp_per_10k, review_capacity=review_capacity,
+        unlabelled_benign=unlabelled_benign, ks=ks, segment_columns=segments or None,
+    )
+    for name, value in result.summary_rows():
+        click.echo(f"{name:<36} {value}")

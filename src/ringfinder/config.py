@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ringfinder.errors import ConfigError
-from ringfinder.schema import DEVICE, IP, PAYMENT
+from ringfinder.schema import DEVICE, IP, PAYMENT, Reason
 
 Normaliser = Literal["ip", "ip_prefix", "device", "payment", "email", "phone", "text"]
 Role = Literal["device", "ip", "payment", "other"]
@@ -118,6 +118,19 @@ class DetectConfig(Strict):
     seed: int = 0
 
 
+class Band(Strict):
+    """One decision band: members whose score reaches ``min_score`` get ``action``.
+
+    Bands are listed in order under ``[[score.bands]]`` and the first match wins. With
+    ``reasons_any`` the band also needs one of those reason codes among the member's reasons.
+    """
+
+    action: str = Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=40)
+    min_score: float = Field(ge=0, le=1)
+    score: Literal["ring_score", "member_score"] = "ring_score"
+    reasons_any: list[Reason] = Field(default_factory=list)
+
+
 class ScoreConfig(Strict):
     """Evidence weights and the flag threshold."""
 
@@ -133,6 +146,7 @@ class ScoreConfig(Strict):
     weight_multi_kind: float = Field(default=0.25, ge=0, le=1)
     weight_lockstep: float = Field(default=0.7, ge=0, le=1)
     weight_known_bad: float = Field(default=0.5, ge=0, le=1)
+    bands: list[Band] = Field(default_factory=list)
     infrastructure_damping: float = Field(default=0.5, ge=0, le=1)
     independent_payout_damping: float = Field(default=0.5, ge=0, le=1)
 

@@ -67,6 +67,7 @@ def rule_input_lines(members: pd.DataFrame) -> Iterator[str]:
             "member_score": float(row.member_score),
             "flagged": True,
             "reasons": [r for r in str(row.reasons).split(";") if r],
+            "action": row.action,
         }
         yield json.dumps(record, ensure_ascii=False, sort_keys=True)
 

@@ -15,6 +15,7 @@ import pandas as pd
 
 from ringfinder import __version__
 from ringfinder.config import Config, load_config
+from ringfinder.decide import assign_actions
 from ringfinder.detect import detect_rings
 from ringfinder.errors import InputError
 from ringfinder.export import atomic_folder, write_outputs
@@ -135,6 +136,7 @@ def run_detect(
                 ids = assign_ring_ids(assignment)
                 rings, members = score_rings(con, assignment, config=config, known_bad=known_bad)
                 rings, members = _ring_tables(rings, members, ids)
+                members["action"] = assign_actions(members, config.score.bands)
                 evidence, timeline = (
                     frame.assign(ring_id=frame.pop("ring_index").map(ids)) for frame in ring_evidence(con)
                 )

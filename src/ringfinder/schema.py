@@ -29,6 +29,7 @@ MEMBERS_COLUMNS = (
     "flagged",
     "member_score",
     "reasons",
+    "action",
     "first_seen",
     "last_seen",
     "n_events",
