@@ -14,10 +14,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from ringfinder.config import Band
+from ringfinder.decide import assign_actions
 from ringfinder.errors import ConfigError, InputError
 from ringfinder.evaluate import (
-    Band,
-    assign_actions,
     average_precision,
     confusion_counts,
     evaluate_run,

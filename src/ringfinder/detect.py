@@ -71,6 +71,7 @@ def _split_weak(labels: np.ndarray, edges: np.ndarray, weights: np.ndarray, soli
     link at all (a household behind one router) stays whole.
     """
     n = len(labels)
+    labels = np.unique(labels, return_inverse=True)[1].astype(np.int64)  # dense 0..k-1
     inside = labels[edges[:, 0]] == labels[edges[:, 1]]
     keep = inside & solid
     parts = np.asarray(ig.Graph(n=n, edges=edges[keep].tolist()).connected_components().membership)

@@ -16,9 +16,8 @@ from typing import Any
 
 import pandas as pd
 
-from ringfinder.schema import MEMBERS_COLUMNS, QUARANTINE_COLUMNS, RINGS_COLUMNS
+from ringfinder.schema import FORMULA_START, MEMBERS_COLUMNS, QUARANTINE_COLUMNS, RINGS_COLUMNS
 
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 

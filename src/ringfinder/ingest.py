@@ -20,7 +20,13 @@ import duckdb
 
 from ringfinder.config import InputConfig
 from ringfinder.errors import InputError
-from ringfinder.normalise import normalise_query, register_functions, sql_identifier, sql_literal
+from ringfinder.normalise import (
+    normalise_query,
+    register_functions,
+    sql_identifier,
+    sql_literal,
+    sql_trim,
+)
 from ringfinder.schema import CONTRIBUTOR, EVENT_TYPE, TARGET, TIME, identifier_column
 
 log = logging.getLogger(__name__)
@@ -245,7 +251,7 @@ def _stage_query(con: duckdb.DuckDBPyConnection, query: str, label: str, config:
 
 def _timestamp_sql(column: str) -> str:
     """Parse ISO 8601 (Z or offset), 'YYYY-MM-DD HH:MM:SS', epoch s or ms into a UTC TIMESTAMP."""
-    t = f"trim({column})"
+    t = sql_trim(column)
     return (
         f"(CASE WHEN regexp_full_match({t}, '-?\\d{{1,10}}(\\.\\d+)?') "
         f"THEN make_timestamp(CAST(CAST({t} AS DOUBLE) * 1e6 AS BIGINT)) "
@@ -278,22 +284,18 @@ def _contributor_spelling_sql(contributor: str, config: InputConfig) -> str:
     FROM spelled"""
 
 
-def _build_tables(
-    con: duckdb.DuckDBPyConnection, parts: list[str], rejects: list[str], config: InputConfig
-) -> None:
-    """Union the staged parts, then split them into ``events`` and ``quarantine``."""
-    union = " UNION ALL BY NAME ".join(f"SELECT * FROM {p}" for p in parts)
-    con.execute(f"CREATE TEMP TABLE rf_raw AS {union}")
-    con.execute("CREATE TEMP TABLE rf_counts AS SELECT count(*) AS n FROM rf_raw")
-    for part in parts:
-        con.execute(f"DROP TABLE {part}")
-    columns = _columns(con, "rf_raw")
-    contributor = f"trim({sql_identifier(config.contributor)})"
-    placeholders = ", ".join(sql_literal(p.strip().lower()) for p in config.placeholders)
-    missing_contributor = f"({contributor} IS NULL OR {contributor} = ''"
-    missing_contributor += f" OR lower({contributor}) IN ({placeholders}))" if placeholders else ")"
+def _checked_sql(columns: Sequence[str], config: InputConfig) -> str:
+    """Every raw row, narrowed to the mapped columns, with its parsed time and reject reason.
+
+    The columns the config does not map only matter for telling exact duplicates apart, so
+    they are kept as one 64-bit hash; a rejected row keeps its full text for the quarantine.
+    """
+    mapped = {c.lower() for c in _mapped_columns(config).values()}
+    kept = [c for c in columns if c.lower() in mapped]
+    rest = [c for c in columns if c.lower() not in mapped and c not in META]
+    contributor = sql_trim(sql_identifier(config.contributor))
+    placeholders = ", ".join(sql_literal(p.strip().lower()) for p in config.placeholders) or "NULL"
     ts_raw = sql_identifier(config.timestamp)
-    ts = _timestamp_sql(ts_raw)
     not_json = ""
     if JSON_LINE in columns:
         not_json = (
@@ -302,30 +304,54 @@ def _build_tables(
             f"THEN 'JSON line is not an object' "
         )
     reason = (
-        f"CASE {not_json}WHEN {missing_contributor} THEN 'missing contributor id' "
-        f"WHEN {ts_raw} IS NULL OR trim({ts_raw}) = '' THEN 'missing timestamp' "
+        f"CASE {not_json}WHEN {contributor} IS NULL OR {contributor} = '' "
+        f"OR lower({contributor}) IN ({placeholders}) THEN 'missing contributor id' "
+        f"WHEN {ts_raw} IS NULL OR {sql_trim(ts_raw)} = '' THEN 'missing timestamp' "
         f"WHEN rf_time IS NULL THEN 'unparseable timestamp' "
         f"WHEN rf_time < TIMESTAMP '{EARLIEST}' OR rf_time >= TIMESTAMP '{LATEST}' "
         f"THEN 'timestamp out of range' END"
     )
-    con.execute(f"CREATE TEMP TABLE rf_checked AS SELECT *, {reason} AS rf_reason FROM (SELECT *, {ts} AS rf_time FROM rf_raw)")
-    con.execute("DROP TABLE rf_raw")
-    quarantine_parts = [
-        f"SELECT rf_source AS source, CAST(rf_row AS BIGINT) AS row, rf_reason AS reason, "
-        f"{_raw_json_sql(columns)} AS raw FROM rf_checked WHERE rf_reason IS NOT NULL"
-    ]
-    quarantine_parts.extend(rejects)
-    con.execute(f"CREATE TABLE quarantine AS {' UNION ALL '.join(quarantine_parts)}")
+    rest_hash = f"hash({', '.join(sql_identifier(c) for c in rest)})" if rest else "0"
+    return f"""
+    SELECT rf_source, rf_row, {', '.join(sql_identifier(c) for c in kept)}, rf_time, rf_reason,
+        {rest_hash} AS rf_rest,
+        CASE WHEN rf_reason IS NOT NULL THEN {_raw_json_sql(columns)} END AS rf_raw_text
+    FROM (SELECT *, {reason} AS rf_reason FROM (SELECT *, {_timestamp_sql(ts_raw)} AS rf_time FROM rf_raw))
+    """
 
-    data_columns = ", ".join(sql_identifier(c) for c in columns if c not in META)
+
+def _build_tables(
+    con: duckdb.DuckDBPyConnection, parts: list[str], rejects: list[str], config: InputConfig
+) -> None:
+    """Union the staged parts, then split them into ``events`` and ``quarantine``."""
+    union = " UNION ALL BY NAME ".join(f"SELECT * FROM {p}" for p in parts)
+    con.execute(f"CREATE TEMP VIEW rf_raw AS {union}")
+    con.execute(f"CREATE TEMP TABLE rf_checked AS {_checked_sql(_columns(con, 'rf_raw'), config)}")
+    con.execute("DROP VIEW rf_raw")
+    for part in parts:
+        con.execute(f"DROP TABLE {part}")
+    quarantine_parts = [
+        "SELECT rf_source AS source, CAST(rf_row AS BIGINT) AS row, rf_reason AS reason, "
+        "rf_raw_text AS raw FROM rf_checked WHERE rf_reason IS NOT NULL",
+        *rejects,
+    ]
+    con.execute(f"CREATE TABLE quarantine AS {' UNION ALL '.join(quarantine_parts)}")
     con.execute(
-        f"CREATE TEMP TABLE rf_valid AS SELECT DISTINCT {data_columns}, rf_time "
-        f"FROM rf_checked WHERE rf_reason IS NULL"
+        "CREATE TEMP TABLE rf_counts AS SELECT (SELECT count(*) FROM rf_checked) + "
+        "(SELECT count(*) FROM quarantine WHERE reason LIKE 'malformed line%') AS n"
     )
+    data = [c for c in _columns(con, "rf_checked") if not c.startswith("rf_")]
+    con.execute(
+        f"CREATE TEMP TABLE rf_valid AS SELECT DISTINCT {', '.join(sql_identifier(c) for c in data)}, "
+        f"rf_time, rf_rest FROM rf_checked WHERE rf_reason IS NULL"
+    )
+    con.execute("DROP TABLE rf_checked")
+    contributor = sql_trim(sql_identifier(config.contributor))
     con.execute(f"CREATE TEMP TABLE rf_contributors AS {_contributor_spelling_sql(contributor, config)}")
     selects = [f"rf_contributors.spelling AS {CONTRIBUTOR}", f"rf_time AS {TIME}"]
-    event_type = f"lower(trim({sql_identifier(config.event_type)}))" if config.event_type else "CAST(NULL AS VARCHAR)"
-    target = f"nullif(trim({sql_identifier(config.target)}), '')" if config.target else "CAST(NULL AS VARCHAR)"
+    null = "CAST(NULL AS VARCHAR)"
+    event_type = f"lower({sql_trim(sql_identifier(config.event_type))})" if config.event_type else null
+    target = f"nullif({sql_trim(sql_identifier(config.target))}, '')" if config.target else null
     selects += [f"{event_type} AS {EVENT_TYPE}", f"{target} AS {TARGET}"]
     joins = []
     for index, (name, kind) in enumerate(config.kinds.items()):
@@ -338,14 +364,8 @@ def _build_tables(
         joins.append(f"LEFT JOIN {mapping} ON {mapping}.raw = rf_valid.{sql_identifier(kind.column)}")
     joins.append(f"JOIN rf_contributors ON rf_contributors.raw = {contributor}")
     con.execute(f"CREATE TABLE events AS SELECT {', '.join(selects)} FROM rf_valid {' '.join(joins)}")
-    con.execute("DROP TABLE rf_contributors")
-    for index in range(len(config.kinds)):
-        con.execute(f"DROP TABLE rf_map_{index}")
-    con.execute("DROP TABLE rf_valid")
-    con.execute(
-        "UPDATE rf_counts SET n = n + (SELECT count(*) FROM quarantine WHERE reason LIKE 'malformed line%')"
-    )
-    con.execute("DROP TABLE rf_checked")
+    for table in ["rf_contributors", "rf_valid", *(f"rf_map_{i}" for i in range(len(config.kinds)))]:
+        con.execute(f"DROP TABLE {table}")
 
 
 def read_events(

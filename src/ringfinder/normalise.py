@@ -69,8 +69,9 @@ def register_functions(con: duckdb.DuckDBPyConnection) -> None:
     for name, function in ((IPV6_FUNCTION, canonical_ipv6), (IPV6_PREFIX_FUNCTION, ipv6_prefix)):
         try:
             # "special": the helpers return NULL for text that is not an address; with the
-            # default handling DuckDB raises on any NULL a UDF returns.
-            con.create_function(
+            # default handling DuckDB raises on any NULL a UDF returns. (The enum for it moved
+            # between DuckDB releases; the string works in all of them.)
+            con.create_function(  # type: ignore[call-overload]
                 name, function, ["VARCHAR"], "VARCHAR", null_handling="special", side_effects=False
             )
         except duckdb.CatalogException:
@@ -107,12 +108,24 @@ def _ip_query(values: str) -> str:
     )"""
 
 
-def _ip_prefix_query(values: str) -> str:
-    """The /24 (IPv4) or /64 (IPv6) network of an address: a weaker kind than the address."""
+def _ip_prefix_query(values: str, placeholders: str) -> str:
+    """The /24 (IPv4) or /64 (IPv6) network of an address: a weaker kind than the address.
+
+    A value that already is a network (``1.2.3.0/24``) is read as its address, so normalising
+    twice changes nothing. An address that is a placeholder has no network, and a network whose
+    own address is a placeholder (``0.0.0.0/24``, ``::/64``) is a placeholder too.
+    """
+    address = "regexp_replace(f, '/\\d{1,3}$', '')"
+    addresses = f"(SELECT raw, t, {address} AS f, placeholder FROM {values})"
+    network_address = "regexp_replace(norm, '/\\d+$', '')"
     return f"""
-    SELECT raw, placeholder, CASE WHEN contains(norm, ':') THEN {IPV6_PREFIX_FUNCTION}(norm)
-        ELSE regexp_replace(norm, '\\.\\d+$', '.0/24') END AS norm
-    FROM ({_ip_query(values)})"""
+    SELECT raw, placeholder OR {_is_placeholder(network_address, placeholders)} AS placeholder, norm
+    FROM (
+        SELECT raw, placeholder OR {_is_placeholder("norm", placeholders)} AS placeholder,
+            CASE WHEN contains(norm, ':') THEN {IPV6_PREFIX_FUNCTION}(norm)
+            ELSE regexp_replace(norm, '\\.\\d+$', '.0/24') END AS norm
+        FROM ({_ip_query(addresses)})
+    )"""
 
 
 def _email_sql(config: InputConfig) -> str:
@@ -124,7 +137,8 @@ def _email_sql(config: InputConfig) -> str:
         domains = ", ".join(sql_literal(d.lower()) for d in config.email_dotless_domains)
         local = f"(CASE WHEN {domain} IN ({domains}) THEN replace({local}, '.', '') ELSE {local} END)"
     valid = "regexp_full_match(f, '[^@\\s]+@[^@\\s]+\\.[^@\\s]+')"
-    return f"(CASE WHEN {valid} THEN {local} || '@' || {domain} END)"
+    # The local part can end up empty ("+tag@gmail.com"): that is no address.
+    return f"(CASE WHEN {valid} AND {local} <> '' THEN {local} || '@' || {domain} END)"
 
 
 def _simple_sql(normaliser: Normaliser, config: InputConfig) -> str:
@@ -141,24 +155,35 @@ def _simple_sql(normaliser: Normaliser, config: InputConfig) -> str:
     return "t"
 
 
+def _is_placeholder(column: str, placeholders: str) -> str:
+    """SQL: ``column`` (trimmed, case-folded text) is a placeholder, empty or only zeros."""
+    return f"({column} IN ({placeholders}) OR ltrim({column}, '0-:._ ') = '')"
+
+
 def normalise_query(normaliser: Normaliser, source: str, column: str, config: InputConfig) -> str:
     """Query mapping each distinct raw value of ``source.column`` to its normal form (or NULL).
 
-    Normalising distinct values, not rows, does the work once per identifier.
+    Normalising distinct values, not rows, does the work once per identifier. The raw value and
+    the normal form are both checked for placeholders: normalising can make one (``N-A`` → ``NA``,
+    ``127.000.000.001`` → ``127.0.0.1``).
     """
     placeholders = ", ".join(sql_literal(p.strip().lower()) for p in config.placeholders) or "NULL"
     values = f"""(
-        SELECT raw, t, f, f IN ({placeholders}) OR ltrim(t, '0-:._ ') = '' AS placeholder
-        FROM (SELECT raw, trim(raw) AS t, lower(trim(raw)) AS f
+        SELECT raw, t, f, {_is_placeholder("f", placeholders)} AS placeholder
+        FROM (SELECT raw, {sql_trim("raw")} AS t, lower({sql_trim("raw")}) AS f
               FROM (SELECT DISTINCT {column} AS raw FROM {source} WHERE {column} IS NOT NULL))
     )"""
     if normaliser == "ip":
         inner = _ip_query(values)
     elif normaliser == "ip_prefix":
-        inner = _ip_prefix_query(values)
+        inner = _ip_prefix_query(values, placeholders)
     else:
         inner = f"SELECT raw, placeholder, {_simple_sql(normaliser, config)} AS norm FROM {values}"
-    return f"SELECT raw, CASE WHEN placeholder THEN NULL ELSE nullif(norm, '') END AS norm FROM ({inner})"
+    out_placeholder = _is_placeholder("lower(norm)", placeholders)
+    return (
+        f"SELECT raw, CASE WHEN placeholder OR {out_placeholder} THEN NULL ELSE norm END AS norm "
+        f"FROM ({inner})"
+    )
 
 
 def normalise_values(

@@ -54,6 +54,8 @@ RINGS_COLUMNS = (
     "strong_link_share",
 )
 QUARANTINE_COLUMNS = ("source", "row", "reason", "raw")
+# A CSV text cell starting with one of these is read as a formula by spreadsheets (OWASP).
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 class Reason(StrEnum):
