@@ -161,6 +161,7 @@ class PrivacyConfig(Strict):
     """Pseudonymised output; the key comes from RINGFINDER_HMAC_KEY, never from a file."""
 
     pseudonymize: bool = False
+    pseudonymize_contributors: bool = False
 
 
 class ResourceConfig(Strict):

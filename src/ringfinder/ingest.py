@@ -27,6 +27,7 @@ from ringfinder.normalise import (
     sql_literal,
     sql_trim,
 )
+from ringfinder.privacy import NO_PRIVACY, PSEUDONYM_FUNCTION, Privacy, register_pseudonym_function
 from ringfinder.schema import CONTRIBUTOR, EVENT_TYPE, TARGET, TIME, identifier_column
 
 log = logging.getLogger(__name__)
@@ -321,7 +322,11 @@ def _checked_sql(columns: Sequence[str], config: InputConfig) -> str:
 
 
 def _build_tables(
-    con: duckdb.DuckDBPyConnection, parts: list[str], rejects: list[str], config: InputConfig
+    con: duckdb.DuckDBPyConnection,
+    parts: list[str],
+    rejects: list[str],
+    config: InputConfig,
+    privacy: Privacy,
 ) -> None:
     """Union the staged parts, then split them into ``events`` and ``quarantine``."""
     union = " UNION ALL BY NAME ".join(f"SELECT * FROM {p}" for p in parts)
@@ -335,7 +340,12 @@ def _build_tables(
         "rf_raw_text AS raw FROM rf_checked WHERE rf_reason IS NOT NULL",
         *rejects,
     ]
-    con.execute(f"CREATE TABLE quarantine AS {' UNION ALL '.join(quarantine_parts)}")
+    quarantine = " UNION ALL ".join(quarantine_parts)
+    if privacy.key:
+        quarantine = (
+            f"SELECT source, row, reason, {PSEUDONYM_FUNCTION}('row', raw) AS raw FROM ({quarantine})"
+        )
+    con.execute(f"CREATE TABLE quarantine AS {quarantine}")
     con.execute(
         "CREATE TEMP TABLE rf_counts AS SELECT (SELECT count(*) FROM rf_checked) + "
         "(SELECT count(*) FROM quarantine WHERE reason LIKE 'malformed line%') AS n"
@@ -347,7 +357,10 @@ def _build_tables(
     )
     con.execute("DROP TABLE rf_checked")
     contributor = sql_trim(sql_identifier(config.contributor))
-    con.execute(f"CREATE TEMP TABLE rf_contributors AS {_contributor_spelling_sql(contributor, config)}")
+    spelling = _contributor_spelling_sql(contributor, config)
+    if privacy.key and privacy.contributors:
+        spelling = f"SELECT raw, {PSEUDONYM_FUNCTION}('contributor', spelling) AS spelling FROM ({spelling})"
+    con.execute(f"CREATE TEMP TABLE rf_contributors AS {spelling}")
     selects = [f"rf_contributors.spelling AS {CONTRIBUTOR}", f"rf_time AS {TIME}"]
     null = "CAST(NULL AS VARCHAR)"
     event_type = f"lower({sql_trim(sql_identifier(config.event_type))})" if config.event_type else null
@@ -356,10 +369,10 @@ def _build_tables(
     joins = []
     for index, (name, kind) in enumerate(config.kinds.items()):
         mapping = f"rf_map_{index}"
-        con.execute(
-            f"CREATE TEMP TABLE {mapping} AS "
-            f"{normalise_query(kind.normaliser, 'rf_valid', sql_identifier(kind.column), config)}"
-        )
+        query = normalise_query(kind.normaliser, "rf_valid", sql_identifier(kind.column), config)
+        if privacy.key:
+            query = f"SELECT raw, {PSEUDONYM_FUNCTION}({sql_literal(name)}, norm) AS norm FROM ({query})"
+        con.execute(f"CREATE TEMP TABLE {mapping} AS {query}")
         selects.append(f"{mapping}.norm AS {sql_identifier(identifier_column(name))}")
         joins.append(f"LEFT JOIN {mapping} ON {mapping}.raw = rf_valid.{sql_identifier(kind.column)}")
     joins.append(f"JOIN rf_contributors ON rf_contributors.raw = {contributor}")
@@ -375,6 +388,7 @@ def read_events(
     config: InputConfig,
     sql: str | None = None,
     relation: str | None = None,
+    privacy: Privacy = NO_PRIVACY,
 ) -> IngestResult:
     """Read events into the ``events`` and ``quarantine`` tables of ``con``.
 
@@ -385,6 +399,8 @@ def read_events(
     config : the ``[input]`` section: column mapping, identifier kinds, placeholders.
     sql : a DuckDB query whose result is the input, instead of files.
     relation : name of a table or view already on ``con`` to use as the input.
+    privacy : with a key, identifiers (and, if asked, contributor ids) become keyed tokens as
+        they are read, and quarantined rows keep a token of their text instead of the text.
 
     Examples
     --------
@@ -407,7 +423,9 @@ def read_events(
         rejected = _rejected_lines(con, index, path)
         if rejected:
             rejects.append(rejected)
-    _build_tables(con, parts, rejects, config)
+    if privacy.key:
+        register_pseudonym_function(con, privacy.key)
+    _build_tables(con, parts, rejects, config, privacy)
     result = _account(con, [_fingerprint(path) for path, _ in files])
     if result.rows_read == 0:
         names = ", ".join(str(p) for p, _ in files) or "sql"

@@ -23,6 +23,7 @@ from ringfinder.graph import build_graph
 from ringfinder.ingest import read_events
 from ringfinder.lineage import assign_ring_ids
 from ringfinder.normalise import sql_literal
+from ringfinder.privacy import privacy_from_env, pseudonym
 from ringfinder.schema import CONTRIBUTOR, MEMBERS_COLUMNS, QUARANTINE_COLUMNS, RINGS_COLUMNS
 from ringfinder.score import ring_evidence, score_rings
 
@@ -113,6 +114,11 @@ def run_detect(
     known_bad : contributor ids already banned: rings holding one score higher.
     """
     timings: dict[str, float] = {}
+    privacy = privacy_from_env(
+        config.privacy.pseudonymize, contributors=config.privacy.pseudonymize_contributors
+    )
+    if privacy.key and privacy.contributors:
+        known_bad = [pseudonym(privacy.key, "contributor", c) for c in known_bad]
     con = connect(config)
     try:
         with _timed("ingest", timings, report):
@@ -120,7 +126,7 @@ def run_detect(
                 con.register("rf_input_frame", frame)
             ingest = read_events(
                 con, inputs, config=config.input, sql=sql,
-                relation="rf_input_frame" if frame is not None else None,
+                relation="rf_input_frame" if frame is not None else None, privacy=privacy,
             )
             _check_bad_fraction(ingest.rows_read, ingest.rows_quarantined, ingest.quarantine_reasons, config)
         with _timed("graph", timings, report):
