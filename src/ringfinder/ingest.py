@@ -251,14 +251,18 @@ def _stage_query(con: duckdb.DuckDBPyConnection, query: str, label: str, config:
 
 
 def _timestamp_sql(column: str) -> str:
-    """Parse ISO 8601 (Z or offset), 'YYYY-MM-DD HH:MM:SS', epoch s or ms into a UTC TIMESTAMP."""
+    """Parse ISO 8601 (Z or offset), 'YYYY-MM-DD HH:MM:SS', epoch s or ms into a UTC TIMESTAMP.
+
+    Text without '-' or ':' is read as a number: seconds below 1e11, milliseconds above.
+    Everything else goes through DuckDB's TIMESTAMPTZ parser (the session runs in UTC).
+    """
     t = sql_trim(column)
+    number = f"try_cast({t} AS DOUBLE)"
     return (
-        f"(CASE WHEN regexp_full_match({t}, '-?\\d{{1,10}}(\\.\\d+)?') "
-        f"THEN make_timestamp(CAST(CAST({t} AS DOUBLE) * 1e6 AS BIGINT)) "
-        f"WHEN regexp_full_match({t}, '-?\\d{{11,14}}(\\.\\d+)?') "
-        f"THEN make_timestamp(CAST(CAST({t} AS DOUBLE) * 1e3 AS BIGINT)) "
-        f"ELSE timezone('UTC', try_cast({t} AS TIMESTAMPTZ)) END)"
+        f"(CASE WHEN NOT contains({t}, '-') AND NOT contains({t}, ':') THEN "
+        f"(CASE WHEN abs({number}) < 1e11 THEN make_timestamp(CAST({number} * 1e6 AS BIGINT)) "
+        f"WHEN abs({number}) < 1e14 THEN make_timestamp(CAST({number} * 1e3 AS BIGINT)) END) "
+        f"ELSE CAST(try_cast({t} AS TIMESTAMPTZ) AS TIMESTAMP) END)"
     )
 
 
