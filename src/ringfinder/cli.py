@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
+import tomllib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import wraps
@@ -20,6 +22,8 @@ from ringfinder.errors import ConfigError, RingfinderError
 from ringfinder.evaluate import evaluate_run
 from ringfinder.ingest import read_known_bad
 from ringfinder.pipeline import run_detect
+from ringfinder.synth import Scenario
+from ringfinder.synth import generate as generate_scenario
 
 F = TypeVar("F", bound=Callable[..., Any])
 stderr = Console(stderr=True)
@@ -86,7 +90,7 @@ def detect(inputs: tuple[Path, ...], out_dir: Path, config_path: Path | None, sq
            seed: int | None, known_bad: Path | None, as_json: bool) -> None:
     """Find and score rings in event exports (CSV, Parquet, JSON lines, globs, folders).
 
-    Example: ringfinder detect fixtures/sample/events.csv --config fixtures/sample/config.toml --out out
+    Example: ringfinder detect fixtures/sample/events.csv.gz --config fixtures/sample/config.toml --out out
     """
     if not inputs and sql is None:
         raise ConfigError("give input files, a folder or a glob, or --sql QUERY")
@@ -144,3 +148,61 @@ def evaluate(run_dir: Path, labels: Path, out_dir: Path | None, fp_budget_rate: 
     )
     for name, value in result.summary_rows():
         click.echo(f"{name:<36} {value}")
+
+
+def _scenario(path: Path | None, overrides: dict[str, Any]) -> Scenario:
+    """A Scenario from an optional TOML file of its fields, with command-line overrides."""
+    fields: dict[str, Any] = {}
+    if path is not None:
+        try:
+            fields = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"{path}: cannot read scenario: {exc}") from None
+    fields.update({k: v for k, v in overrides.items() if v is not None})
+    known = {f.name for f in dataclasses.fields(Scenario)}
+    unknown = sorted(set(fields) - known)
+    if unknown:
+        raise ConfigError(f"{path or 'scenario'}: unknown key(s): {', '.join(unknown)}")
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
+    try:
+        return Scenario(**values)
+    except TypeError as exc:
+        raise ConfigError(f"{path or 'scenario'}: {exc}") from None
+
+
+@main.command()
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path, file_okay=False),
+              help="Folder for events, labels.csv and config.toml.")
+@click.option("--contributors", type=click.IntRange(min=1), help="Total contributors (default 5000).")
+@click.option("--days", type=click.IntRange(min=1), help="Length of the window in days.")
+@click.option("--events-per-contributor", type=click.FloatRange(min=1), help="Mean events each.")
+@click.option("--scenario", "scenario_path", type=click.Path(path_type=Path, dir_okay=False),
+              help="TOML file of Scenario fields (ring counts and sizes, lookalike rates, mess).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["parquet", "csv", "csv.gz"]), default="parquet",
+              show_default=True)
+@click.option("--rename", multiple=True, metavar="COLUMN=NAME",
+              help="Write a column under another name, to imitate a foreign export.")
+@reports_errors
+def generate(out_dir: Path, contributors: int | None, days: int | None,
+             events_per_contributor: float | None, scenario_path: Path | None, seed: int, fmt: str,
+             rename: tuple[str, ...]) -> None:
+    """Write synthetic events with planted rings and honest lookalikes, their labels and a config.
+
+    Example: ringfinder generate --out data/demo --contributors 200000 --seed 7
+    """
+    columns = {}
+    for item in rename:
+        column, sep, name = item.partition("=")
+        if not sep or not column or not name:
+            raise ConfigError(f"--rename {item!r}: expected COLUMN=NAME")
+        columns[column] = name
+    scenario = _scenario(scenario_path, {
+        "contributors": contributors, "days": days, "events_per_contributor": events_per_contributor,
+    })
+    result = generate_scenario(out_dir, scenario=scenario, seed=seed, fmt=fmt, columns=columns or None)  # type: ignore[arg-type]
+    click.echo(
+        f"{result.events} events of {result.contributors} contributors "
+        f"({result.fraud_contributors} in {sum(result.rings.values())} planted rings) "
+        f"written to {out_dir}"
+    )

@@ -409,7 +409,7 @@ def read_events(
     Examples
     --------
     >>> con = duckdb.connect()
-    >>> read_events(con, ["fixtures/sample/events.csv"], config=InputConfig()).rows_read > 0
+    >>> read_events(con, ["fixtures/sample/events.csv.gz"], config=InputConfig()).rows_read > 0
     True
     """
     con.execute("SET TimeZone = 'UTC'")

@@ -220,7 +220,7 @@ def find_rings(
 
     Examples
     --------
-    >>> result = find_rings("fixtures/sample/events.csv", "fixtures/sample/config.toml")  # doctest: +SKIP
+    >>> result = find_rings("fixtures/sample/events.csv.gz", "fixtures/sample/config.toml")  # doctest: +SKIP
     >>> result.rings[["ring_id", "size", "ring_score", "reasons"]].head()  # doctest: +SKIP
     """
     resolved = config if isinstance(config, Config) else load_config(config)
