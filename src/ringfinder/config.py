@@ -168,7 +168,7 @@ class ResourceConfig(Strict):
     """Limits for the embedded DuckDB engine."""
 
     memory_limit: str = ""
-    threads: int = Field(default=0, ge=0)
+    threads: int = Field(default=0, ge=0, le=256)
     temp_directory: str = ""
 
 
