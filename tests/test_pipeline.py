@@ -135,3 +135,33 @@ def test_foreign_export_runs_through_its_config(tmp_path: Path) -> None:
     scored = _scored(run, labels)
     assert (scored.flagged & scored.fraud).sum() >= 0.9 * scored.fraud.sum()
     assert (scored.flagged & ~scored.fraud).sum() == 0
+
+
+def test_html_pages_are_capped_flagged_first_and_can_be_skipped(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from ringfinder.cli import main
+
+    config = tmp_path / "config.toml"
+    config.write_text((SAMPLE / "config.toml").read_text() + "\n[output]\nmax_ring_pages = 2\n")
+    out = tmp_path / "capped"
+    result = CliRunner().invoke(main, ["detect", str(_events(SAMPLE)), "--config", str(config), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    rings = pd.read_csv(out / "rings.csv")
+    top_two = rings.sort_values(["flagged", "ring_score", "ring_id"], ascending=[False, False, True]).head(2)
+    assert sorted(p.stem for p in (out / "rings").iterdir()) == sorted(top_two["ring_id"])
+    report = (out / "report.html").read_text()
+    assert all(ring_id in report for ring_id in rings["ring_id"])
+    assert report.count('href="rings/') == 2
+
+    skipped = tmp_path / "skipped"
+    result = CliRunner().invoke(main, ["detect", str(_events(SAMPLE)), "--config", str(config), "--out", str(skipped), "--no-html"])
+    assert result.exit_code == 0, result.output
+    assert not (skipped / "report.html").exists() and not (skipped / "rings").exists()
+
+    explained = CliRunner().invoke(main, ["explain", str(out), top_two["ring_id"].iloc[0]])
+    assert explained.exit_code == 0
+    assert explained.output.startswith(f"Ring {top_two['ring_id'].iloc[0]}: score")
+    unknown = CliRunner().invoke(main, ["explain", str(out), "Rnope"])
+    assert unknown.exit_code == 1
+    assert len(unknown.output.strip().splitlines()) == 1 and "Rnope" in unknown.output

@@ -23,6 +23,7 @@ from ringfinder.evaluate import evaluate_run
 from ringfinder.ingest import read_known_bad
 from ringfinder.pipeline import run_detect
 from ringfinder.synth import Scenario
+from ringfinder.visualize import explain_ring
 from ringfinder.synth import generate as generate_scenario
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -84,10 +85,11 @@ def main() -> None:
 @click.option("--seed", type=int, help="Override detect.seed.")
 @click.option("--known-bad", type=click.Path(path_type=Path, dir_okay=False),
               help="Contributor ids already banned (one per line, or CSV with contributor_id).")
+@click.option("--no-html", is_flag=True, help="Skip report.html and the ring pages.")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
 @reports_errors
 def detect(inputs: tuple[Path, ...], out_dir: Path, config_path: Path | None, sql: str | None,
-           seed: int | None, known_bad: Path | None, as_json: bool) -> None:
+           seed: int | None, known_bad: Path | None, no_html: bool, as_json: bool) -> None:
     """Find and score rings in event exports (CSV, Parquet, JSON lines, globs, folders).
 
     Example: ringfinder detect fixtures/sample/events.csv.gz --config fixtures/sample/config.toml --out out
@@ -97,6 +99,8 @@ def detect(inputs: tuple[Path, ...], out_dir: Path, config_path: Path | None, sq
     if inputs and sql is not None:
         raise ConfigError("give either input files or --sql, not both")
     config = _config(config_path, seed)
+    if no_html:
+        config = config.model_copy(update={"output": config.output.model_copy(update={"html": False})})
     banned = read_known_bad(known_bad) if known_bad else []
     result = run_detect(inputs, config=config, out_dir=out_dir, sql=sql, report=_stage, known_bad=banned)
     m = result.manifest
@@ -206,3 +210,15 @@ def generate(out_dir: Path, contributors: int | None, days: int | None,
         f"({result.fraud_contributors} in {sum(result.rings.values())} planted rings) "
         f"written to {out_dir}"
     )
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(path_type=Path, file_okay=False))
+@click.argument("ring_id")
+@reports_errors
+def explain(run_dir: Path, ring_id: str) -> None:
+    """Print a ring's evidence and reasons from a detect output folder.
+
+    Example: ringfinder explain out/sample R5feee8a40681
+    """
+    click.echo(explain_ring(run_dir, ring_id))

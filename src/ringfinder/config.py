@@ -155,6 +155,8 @@ class OutputConfig(Strict):
     """What `detect` writes."""
 
     parquet: bool = True
+    html: bool = True
+    max_ring_pages: int = Field(default=300, ge=0)
 
 
 class PrivacyConfig(Strict):

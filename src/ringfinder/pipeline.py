@@ -26,6 +26,7 @@ from ringfinder.normalise import sql_literal
 from ringfinder.privacy import privacy_from_env, pseudonym
 from ringfinder.schema import CONTRIBUTOR, MEMBERS_COLUMNS, QUARANTINE_COLUMNS, RINGS_COLUMNS
 from ringfinder.score import ring_evidence, score_rings
+from ringfinder.visualize import write_report
 
 StageReporter = Callable[[str], AbstractContextManager[object]]
 
@@ -185,6 +186,10 @@ def run_detect(
                           manifest=manifest, parquet=config.output.parquet)
             evidence.to_parquet(staging / "evidence.parquet", index=False)
             timeline.to_parquet(staging / "timeline.parquet", index=False)
+            if config.output.html:
+                write_report(staging, rings=rings, members=members, evidence=evidence,
+                             timeline=timeline, manifest=manifest,
+                             max_pages=config.output.max_ring_pages)
     return result
 
 
