@@ -677,3 +677,11 @@ def test_foreign_fixture_is_parquet_with_foreign_names() -> None:
     assert set(mapped) <= set(foreign.header)
     assert 400 <= len(foreign.labels) <= 600
     assert {label["ring_type"] for label in foreign.labels.values()} - {""} == set(RING_TYPES)
+
+
+def test_a_scenario_without_households_generates(tmp_path: Path) -> None:
+    result = generate(tmp_path, scenario=Scenario(contributors=2000, household_rate=0.0), seed=1)
+    with result.labels_path.open(newline="") as handle:
+        roles = [row["role"] for row in csv.DictReader(handle)]
+    assert result.contributors == len(roles) == 2000
+    assert not {"household", "family_computer"} & set(roles)
