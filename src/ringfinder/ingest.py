@@ -183,31 +183,28 @@ def _json_columns(config: InputConfig) -> str:
     return ", ".join(parts)
 
 
-def _stage_file(con: duckdb.DuckDBPyConnection, path: Path, fmt: str, index: int, config: InputConfig) -> str:
-    """Load one file into a staging table of text columns; return the table name."""
+def _stage_file(
+    con: duckdb.DuckDBPyConnection, path: Path, fmt: str, index: int, config: InputConfig
+) -> str:
+    """Read one file in one pass into a narrow staging table of checked rows; return its name."""
     table, rejects = f"rf_part_{index}", f"rf_rejects_{index}"
+    scan = _scan_sql(path, fmt, rejects)
     try:
-        con.execute(f"CREATE TEMP TABLE {table} AS {_scan_sql(path, fmt, rejects)}")
+        if fmt == "jsonl":
+            con.execute(f"CREATE TEMP TABLE {table}_lines AS {scan}")
+            _check_json_keys(con, f"{table}_lines", path, config)
+            scan = f"SELECT *, {_json_columns(config)} FROM {table}_lines"
+        present = [row[0] for row in con.execute(f"DESCRIBE {scan}").fetchall()]
+        if fmt != "jsonl":
+            if [c for c in present if c not in META] == ["column0"]:
+                raise InputError(f"{path}: file is empty; expected a header line naming the columns")
+            _check_columns(str(path), present, config)
+        con.execute(f"CREATE TEMP TABLE {table} AS {_checked_sql(present, config, scan)}")
+        if fmt == "jsonl":
+            con.execute(f"DROP TABLE {table}_lines")
     except duckdb.Error as exc:
         raise InputError(f"{path}: cannot read as {fmt}: {_duck_error(exc)}") from None
-    if fmt == "jsonl":
-        _check_json_keys(con, table, path, config)
-        con.execute(
-            f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT *, {_json_columns(config)} FROM {table}"
-        )
-    else:
-        present = _columns(con, table)
-        if fmt == "csv" and _is_empty_csv(con, table, present):
-            raise InputError(f"{path}: file is empty; expected a header line naming the columns")
-        _check_columns(str(path), present, config)
     return table
-
-
-def _is_empty_csv(con: duckdb.DuckDBPyConnection, table: str, present: Sequence[str]) -> bool:
-    """DuckDB reads an empty (or blank) CSV file as one column ``column0`` with no rows."""
-    if [c for c in present if c not in META] != ["column0"]:
-        return False
-    return not con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # type: ignore[index]
 
 
 def _check_json_keys(con: duckdb.DuckDBPyConnection, table: str, path: Path, config: InputConfig) -> None:
@@ -239,14 +236,17 @@ def _rejected_lines(con: duckdb.DuckDBPyConnection, index: int, path: Path) -> s
 
 
 def _stage_query(con: duckdb.DuckDBPyConnection, query: str, label: str, config: InputConfig) -> str:
+    """Run the input query once into a narrow staging table of checked rows."""
+    scan = (
+        f"SELECT {sql_literal(label)} AS rf_source, row_number() OVER () AS rf_row, "
+        f"COLUMNS(*)::VARCHAR FROM ({query})"
+    )
     try:
-        con.execute(
-            f"CREATE TEMP TABLE rf_part_sql AS SELECT {sql_literal(label)} AS rf_source, "
-            f"row_number() OVER () AS rf_row, COLUMNS(*)::VARCHAR FROM ({query})"
-        )
+        present = [row[0] for row in con.execute(f"DESCRIBE {scan}").fetchall()]
+        _check_columns(label, present, config)
+        con.execute(f"CREATE TEMP TABLE rf_part_sql AS {_checked_sql(present, config, scan)}")
     except duckdb.Error as exc:
         raise InputError(f"{label}: query failed: {_duck_error(exc)}") from None
-    _check_columns(label, _columns(con, "rf_part_sql"), config)
     return "rf_part_sql"
 
 
@@ -289,8 +289,8 @@ def _contributor_spelling_sql(contributor: str, config: InputConfig) -> str:
     FROM spelled"""
 
 
-def _checked_sql(columns: Sequence[str], config: InputConfig) -> str:
-    """Every raw row, narrowed to the mapped columns, with its parsed time and reject reason.
+def _checked_sql(columns: Sequence[str], config: InputConfig, source: str) -> str:
+    """Every row of ``source``, narrowed to the mapped columns, with its time and reject reason.
 
     The columns the config does not map only matter for telling exact duplicates apart, so
     they are kept as one 64-bit hash; a rejected row keeps its full text for the quarantine.
@@ -321,7 +321,7 @@ def _checked_sql(columns: Sequence[str], config: InputConfig) -> str:
     SELECT rf_source, rf_row, {', '.join(sql_identifier(c) for c in kept)}, rf_time, rf_reason,
         {rest_hash} AS rf_rest,
         CASE WHEN rf_reason IS NOT NULL THEN {_raw_json_sql(columns)} END AS rf_raw_text
-    FROM (SELECT *, {reason} AS rf_reason FROM (SELECT *, {_timestamp_sql(ts_raw)} AS rf_time FROM rf_raw))
+    FROM (SELECT *, {reason} AS rf_reason FROM (SELECT *, {_timestamp_sql(ts_raw)} AS rf_time FROM ({source})))
     """
 
 
@@ -333,12 +333,13 @@ def _build_tables(
     privacy: Privacy,
 ) -> None:
     """Union the staged parts, then split them into ``events`` and ``quarantine``."""
-    union = " UNION ALL BY NAME ".join(f"SELECT * FROM {p}" for p in parts)
-    con.execute(f"CREATE TEMP VIEW rf_raw AS {union}")
-    con.execute(f"CREATE TEMP TABLE rf_checked AS {_checked_sql(_columns(con, 'rf_raw'), config)}")
-    con.execute("DROP VIEW rf_raw")
-    for part in parts:
-        con.execute(f"DROP TABLE {part}")
+    if len(parts) == 1:
+        con.execute(f"ALTER TABLE {parts[0]} RENAME TO rf_checked")
+    else:
+        union = " UNION ALL BY NAME ".join(f"SELECT * FROM {p}" for p in parts)
+        con.execute(f"CREATE TEMP TABLE rf_checked AS {union}")
+        for part in parts:
+            con.execute(f"DROP TABLE {part}")
     quarantine_parts = [
         "SELECT rf_source AS source, CAST(rf_row AS BIGINT) AS row, rf_reason AS reason, "
         "rf_raw_text AS raw FROM rf_checked WHERE rf_reason IS NOT NULL",
