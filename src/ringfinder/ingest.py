@@ -253,10 +253,11 @@ def _stage_query(con: duckdb.DuckDBPyConnection, query: str, label: str, config:
 def _timestamp_sql(column: str) -> str:
     """Parse ISO 8601 (Z or offset), 'YYYY-MM-DD HH:MM:SS', epoch s or ms into a UTC TIMESTAMP.
 
+    ``column`` holds the trimmed text.
     Text without '-' or ':' is read as a number: seconds below 1e11, milliseconds above.
     Everything else goes through DuckDB's TIMESTAMPTZ parser (the session runs in UTC).
     """
-    t = sql_trim(column)
+    t = column
     number = f"try_cast({t} AS DOUBLE)"
     return (
         f"(CASE WHEN NOT contains({t}, '-') AND NOT contains({t}, ':') THEN "
@@ -274,17 +275,17 @@ def _raw_json_sql(columns: Sequence[str]) -> str:
     return f"coalesce({JSON_LINE}, {obj})" if JSON_LINE in columns else obj
 
 
-def _contributor_spelling_sql(contributor: str, config: InputConfig) -> str:
-    """Map each trimmed contributor id to its canonical spelling.
+def _contributor_spelling_sql(config: InputConfig) -> str:
+    """Map each trimmed contributor id (``rf_who``) to its canonical spelling.
 
     With ``input.contributor_ignore_case`` ids that differ only in case are one contributor,
     spelled as its most frequent spelling (ties: the smallest), so case noise in an export
     neither splits a contributor nor changes the id that rule engines see.
     """
     if not config.contributor_ignore_case:
-        return f"SELECT DISTINCT {contributor} AS raw, {contributor} AS spelling FROM rf_valid"
-    return f"""
-    WITH spelled AS (SELECT {contributor} AS raw, count(*) AS n FROM rf_valid GROUP BY ALL)
+        return "SELECT DISTINCT rf_who AS raw, rf_who AS spelling FROM rf_valid"
+    return """
+    WITH spelled AS (SELECT rf_who AS raw, count(*) AS n FROM rf_valid GROUP BY ALL)
     SELECT raw, first(raw ORDER BY n DESC, raw) OVER (PARTITION BY lower(raw)) AS spelling
     FROM spelled"""
 
@@ -298,9 +299,7 @@ def _checked_sql(columns: Sequence[str], config: InputConfig, source: str) -> st
     mapped = {c.lower() for c in _mapped_columns(config).values()}
     kept = [c for c in columns if c.lower() in mapped]
     rest = [c for c in columns if c.lower() not in mapped and c not in META]
-    contributor = sql_trim(sql_identifier(config.contributor))
     placeholders = ", ".join(sql_literal(p.strip().lower()) for p in config.placeholders) or "NULL"
-    ts_raw = sql_identifier(config.timestamp)
     not_json = ""
     if JSON_LINE in columns:
         not_json = (
@@ -309,19 +308,23 @@ def _checked_sql(columns: Sequence[str], config: InputConfig, source: str) -> st
             f"THEN 'JSON line is not an object' "
         )
     reason = (
-        f"CASE {not_json}WHEN {contributor} IS NULL OR {contributor} = '' "
-        f"OR lower({contributor}) IN ({placeholders}) THEN 'missing contributor id' "
-        f"WHEN {ts_raw} IS NULL OR {sql_trim(ts_raw)} = '' THEN 'missing timestamp' "
+        f"CASE {not_json}WHEN rf_who IS NULL OR rf_who = '' "
+        f"OR lower(rf_who) IN ({placeholders}) THEN 'missing contributor id' "
+        f"WHEN rf_ts IS NULL OR rf_ts = '' THEN 'missing timestamp' "
         f"WHEN rf_time IS NULL THEN 'unparseable timestamp' "
         f"WHEN rf_time < TIMESTAMP '{EARLIEST}' OR rf_time >= TIMESTAMP '{LATEST}' "
         f"THEN 'timestamp out of range' END"
     )
     rest_hash = f"hash({', '.join(sql_identifier(c) for c in rest)})" if rest else "0"
     return f"""
-    SELECT rf_source, rf_row, {', '.join(sql_identifier(c) for c in kept)}, rf_time, rf_reason,
-        {rest_hash} AS rf_rest,
+    SELECT rf_source, rf_row, {', '.join(sql_identifier(c) for c in kept)}, rf_who, rf_time,
+        rf_reason, {rest_hash} AS rf_rest,
         CASE WHEN rf_reason IS NOT NULL THEN {_raw_json_sql(columns)} END AS rf_raw_text
-    FROM (SELECT *, {reason} AS rf_reason FROM (SELECT *, {_timestamp_sql(ts_raw)} AS rf_time FROM ({source})))
+    FROM (SELECT *, {reason} AS rf_reason FROM (
+        SELECT *, {_timestamp_sql("rf_ts")} AS rf_time FROM (
+            SELECT *, {sql_trim(sql_identifier(config.contributor))} AS rf_who,
+                {sql_trim(sql_identifier(config.timestamp))} AS rf_ts
+            FROM ({source}))))
     """
 
 
@@ -358,20 +361,24 @@ def _build_tables(
     data = [c for c in _columns(con, "rf_checked") if not c.startswith("rf_")]
     con.execute(
         f"CREATE TEMP TABLE rf_valid AS SELECT DISTINCT {', '.join(sql_identifier(c) for c in data)}, "
-        f"rf_time, rf_rest FROM rf_checked WHERE rf_reason IS NULL"
+        f"rf_who, rf_time, rf_rest FROM rf_checked WHERE rf_reason IS NULL"
     )
     con.execute("DROP TABLE rf_checked")
-    contributor = sql_trim(sql_identifier(config.contributor))
-    spelling = _contributor_spelling_sql(contributor, config)
+    spelling = _contributor_spelling_sql(config)
     if privacy.key and privacy.contributors:
         spelling = f"SELECT raw, {PSEUDONYM_FUNCTION}('contributor', spelling) AS spelling FROM ({spelling})"
     con.execute(f"CREATE TEMP TABLE rf_contributors AS {spelling}")
-    selects = [f"rf_contributors.spelling AS {CONTRIBUTOR}", f"rf_time AS {TIME}"]
+    respelled = con.execute("SELECT count(*) FROM rf_contributors WHERE raw <> spelling").fetchone()
+    joins = []
+    if respelled and respelled[0]:
+        selects = [f"rf_contributors.spelling AS {CONTRIBUTOR}", f"rf_time AS {TIME}"]
+        joins.append("JOIN rf_contributors ON rf_contributors.raw = rf_valid.rf_who")
+    else:  # every id is spelled as it came: no need to join
+        selects = [f"rf_who AS {CONTRIBUTOR}", f"rf_time AS {TIME}"]
     null = "CAST(NULL AS VARCHAR)"
     event_type = f"lower({sql_trim(sql_identifier(config.event_type))})" if config.event_type else null
     target = f"nullif({sql_trim(sql_identifier(config.target))}, '')" if config.target else null
     selects += [f"{event_type} AS {EVENT_TYPE}", f"{target} AS {TARGET}"]
-    joins = []
     for index, (name, kind) in enumerate(config.kinds.items()):
         mapping = f"rf_map_{index}"
         query = normalise_query(kind.normaliser, "rf_valid", sql_identifier(kind.column), config)
@@ -380,7 +387,6 @@ def _build_tables(
         con.execute(f"CREATE TEMP TABLE {mapping} AS {query}")
         selects.append(f"{mapping}.norm AS {sql_identifier(identifier_column(name))}")
         joins.append(f"LEFT JOIN {mapping} ON {mapping}.raw = rf_valid.{sql_identifier(kind.column)}")
-    joins.append(f"JOIN rf_contributors ON rf_contributors.raw = {contributor}")
     con.execute(f"CREATE TABLE events AS SELECT {', '.join(selects)} FROM rf_valid {' '.join(joins)}")
     for table in ["rf_contributors", "rf_valid", *(f"rf_map_{i}" for i in range(len(config.kinds)))]:
         con.execute(f"DROP TABLE {table}")
