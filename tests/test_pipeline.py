@@ -165,3 +165,26 @@ def test_html_pages_are_capped_flagged_first_and_can_be_skipped(tmp_path: Path) 
     unknown = CliRunner().invoke(main, ["explain", str(out), "Rnope"])
     assert unknown.exit_code == 1
     assert len(unknown.output.strip().splitlines()) == 1 and "Rnope" in unknown.output
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv.gz"])
+def test_generate_then_detect_round_trip_scores_well_per_ring_type(tmp_path: Path, fmt: str) -> None:
+    from click.testing import CliRunner
+
+    from ringfinder.cli import main
+
+    data = tmp_path / "data"
+    result = CliRunner().invoke(
+        main, ["generate", "--out", str(data), "--contributors", "6000", "--seed", "11", "--format", fmt,
+               "--rename", "contributor_id=worker", "--rename", "ip=client_ip"],
+    )
+    assert result.exit_code == 0, result.output
+    run = find_rings(_events(data), data / "config.toml", out_dir=tmp_path / "run")
+    labels = pd.read_csv(data / "labels.csv", dtype=str, keep_default_na=False)
+    scored = _scored(run, labels)
+    fraud = scored[scored.fraud]
+    recall_by_type = fraud.groupby("ring_type")["flagged"].mean()
+    assert set(recall_by_type.index) == {"device_farm", "payout_consolidation", "chain", "small_ring", "lockstep"}
+    assert (recall_by_type >= 0.8).all(), recall_by_type.to_dict()
+    benign = scored[~scored.fraud]
+    assert benign["flagged"].sum() <= 0.0005 * len(benign) + 1
