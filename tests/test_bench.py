@@ -1,0 +1,78 @@
+"""scripts/bench.py runs end to end at a tiny size and prints its table.
+
+Speed targets are never checked here: the benchmark measures, it does not test.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench.py"
+
+
+def _load_bench() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("bench", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+bench = _load_bench()
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "events"),
+    [("1M", 1_000_000), ("500k", 500_000), ("2000000", 2_000_000), ("2.5m", 2_500_000)],
+)
+def test_sizes_accept_the_usual_spellings(text: str, events: int) -> None:
+    assert bench.parse_size(text) == events
+    assert bench.parse_size(bench.size_label(events)) == events
+
+
+def test_bad_size_is_one_line_error() -> None:
+    done = _run("--sizes", "10X")
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "bench.py: error: argument --sizes: size '10X': expected a number like 1M, 500k or 2000000"
+    ]
+
+
+def test_tiny_run_prints_table_and_saves_json(tmp_path: Path) -> None:
+    saved = tmp_path / "bench.json"
+    args = ("--sizes", "2k", "--runs", "1", "--data-dir", str(tmp_path / "data"))
+    done = _run(*args, "--json", str(saved))
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    header = next(line for line in lines if line.startswith("size "))
+    for column in ("ingest", "graph", "detect", "score", "write", "total s", "peak GiB", "speedup"):
+        assert column in header
+    row = next(line for line in lines if line.startswith("2k "))
+    assert "failed" not in row and row.rstrip().endswith("x")
+    assert any("targets" in line for line in lines)
+    report = json.loads(saved.read_text(encoding="utf-8"))
+    (result,) = report["results"]
+    assert result["events"] == 2_000 and len(result["runs"]) == 1
+    run = result["runs"][0]
+    assert set(run["stages"]) >= {"ingest", "graph", "detect", "score", "write"}
+    assert all(s["seconds"] >= 0 and s["peak_bytes"] > 0 for s in run["stages"].values())
+    assert run["peak_bytes"] >= max(s["peak_bytes"] for s in run["stages"].values())
+    assert result["baseline"]["status"] == "ok"
+    # The data is cached: asking for it again does not generate it again.
+    events_path = tmp_path / "data" / "2k" / "events.parquet"
+    written = events_path.stat().st_mtime_ns
+    assert bench.ensure_data(tmp_path / "data", 2_000)[0] == events_path
+    assert events_path.stat().st_mtime_ns == written
