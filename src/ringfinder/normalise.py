@@ -9,10 +9,11 @@ UDF that DuckDB calls only for the rare values that contain a colon.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from functools import lru_cache
 
 import duckdb
+import pyarrow as pa
 
 from ringfinder.config import InputConfig, Normaliser
 
@@ -71,6 +72,15 @@ def ipv6_prefix(value: str | None) -> str | None:
         return None
 
 
+def _vectorised(function: Callable[[str | None], str | None]) -> Callable[[pa.Array], pa.Array]:
+    """Wrap a one-value helper for DuckDB's Arrow UDFs: one Python call per batch, not per row."""
+
+    def batch(values: pa.Array) -> pa.Array:
+        return pa.array([function(v) for v in values.to_pylist()], type=pa.string())
+
+    return batch
+
+
 def register_functions(con: duckdb.DuckDBPyConnection) -> None:
     """Make the Python helpers that the SQL normalisers call known to ``con``."""
     for name, function in ((IPV6_FUNCTION, canonical_ipv6), (IPV6_PREFIX_FUNCTION, ipv6_prefix)):
@@ -79,7 +89,8 @@ def register_functions(con: duckdb.DuckDBPyConnection) -> None:
             # default handling DuckDB raises on any NULL a UDF returns. (The enum for it moved
             # between DuckDB releases; the string works in all of them.)
             con.create_function(  # type: ignore[call-overload]
-                name, function, ["VARCHAR"], "VARCHAR", null_handling="special", side_effects=False
+                name, _vectorised(function), ["VARCHAR"], "VARCHAR", type="arrow",
+                null_handling="special", side_effects=False,
             )
         except duckdb.CatalogException:
             pass  # already registered on this connection
