@@ -6,7 +6,7 @@ import dataclasses
 import json
 import sys
 import tomllib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import wraps
 from pathlib import Path
@@ -18,9 +18,12 @@ from rich.console import Console
 
 from ringfinder import __version__
 from ringfinder.config import Config, load_config
+from ringfinder.diff import ROW_HEADER, diff_runs
 from ringfinder.errors import ConfigError, RingfinderError
 from ringfinder.evaluate import evaluate_run
+from ringfinder.history import HISTORY_COLUMNS, history_table
 from ringfinder.ingest import read_known_bad
+from ringfinder.lineage import read_run_members
 from ringfinder.pipeline import run_detect
 from ringfinder.synth import Scenario
 from ringfinder.visualize import explain_ring
@@ -86,10 +89,14 @@ def main() -> None:
 @click.option("--known-bad", type=click.Path(path_type=Path, dir_okay=False),
               help="Contributor ids already banned (one per line, or CSV with contributor_id).")
 @click.option("--no-html", is_flag=True, help="Skip report.html and the ring pages.")
+@click.option("--previous", "previous_dir", type=click.Path(path_type=Path, file_okay=False),
+              help="Folder of the previous detect run: a ring that is the same ring keeps its id "
+                   "(default: the last run in output.history, if set).")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
 @reports_errors
 def detect(inputs: tuple[Path, ...], out_dir: Path, config_path: Path | None, sql: str | None,
-           seed: int | None, known_bad: Path | None, no_html: bool, as_json: bool) -> None:
+           seed: int | None, known_bad: Path | None, no_html: bool, previous_dir: Path | None,
+           as_json: bool) -> None:
     """Find and score rings in event exports (CSV, Parquet, JSON lines, globs, folders).
 
     Example: ringfinder detect fixtures/sample/events.csv.gz --config fixtures/sample/config.toml --out out
@@ -102,11 +109,13 @@ def detect(inputs: tuple[Path, ...], out_dir: Path, config_path: Path | None, sq
     if no_html:
         config = config.model_copy(update={"output": config.output.model_copy(update={"html": False})})
     banned = read_known_bad(known_bad) if known_bad else []
-    result = run_detect(inputs, config=config, out_dir=out_dir, sql=sql, report=_stage, known_bad=banned)
+    previous = read_run_members(previous_dir) if previous_dir else None
+    result = run_detect(inputs, config=config, out_dir=out_dir, sql=sql, report=_stage,
+                        known_bad=banned, previous=previous)
     m = result.manifest
     if as_json:
         summary = {k: m[k] for k in ("rows", "contributors", "rings", "flagged_rings",
-                                     "flagged_contributors", "timings_seconds")}
+                                     "flagged_contributors", "lineage", "timings_seconds")}
         summary["out_dir"] = str(out_dir)
         click.echo(json.dumps(summary, sort_keys=True))
         return
@@ -119,6 +128,9 @@ def detect(inputs: tuple[Path, ...], out_dir: Path, config_path: Path | None, sq
         f"{m['rings']} rings, {m['flagged_rings']} flagged ({m['flagged_contributors']} contributors); "
         f"outputs in {out_dir}"
     )
+    if m["lineage"]["previous_rings"]:
+        counts = m["lineage"]["counts"]
+        click.echo("against the previous run: " + ", ".join(f"{n} {k}" for k, n in counts.items()))
 
 
 @main.command()
@@ -222,3 +234,70 @@ def explain(run_dir: Path, ring_id: str) -> None:
     Example: ringfinder explain out/sample R5feee8a40681
     """
     click.echo(explain_ring(run_dir, ring_id))
+
+
+def _echo_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    """Print rows as a plain left-aligned text table."""
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(header)]
+    for row in (header, *rows):
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+@main.command()
+@click.argument("db_path", required=False, type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False),
+              help="TOML config whose output.history names the file (instead of DB_PATH).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per run.")
+@reports_errors
+def history(db_path: Path | None, config_path: Path | None, as_json: bool) -> None:
+    """Trends across recorded runs: rings new, grown, shrunk and closed, flags, score drift.
+
+    Example: ringfinder history out/history.duckdb
+    """
+    if db_path is None:
+        configured = load_config(config_path).output.history
+        if not configured:
+            raise ConfigError("give the history file, or --config FILE with output.history set")
+        db_path = Path(configured)
+    table = history_table(db_path)
+    if as_json:
+        for record in json.loads(table.to_json(orient="records", date_format="iso")):
+            click.echo(json.dumps(record, sort_keys=True))
+        return
+
+    def cell(value: Any) -> str:
+        if value is None or value != value:
+            return "-"
+        return f"{value:+.3f}" if isinstance(value, float) else str(value)
+
+    rows = [
+        tuple([str(r.run_id), r.recorded_at.strftime("%Y-%m-%d %H:%M"),
+               *(cell(getattr(r, c)) for c in HISTORY_COLUMNS[2:-2]),
+               cell(r.mean_flagged_score).lstrip("+"), cell(r.score_drift)])
+        for r in table.itertuples(index=False)
+    ]
+    _echo_table(HISTORY_COLUMNS, rows)
+
+
+@main.command()
+@click.argument("old_run", type=click.Path(path_type=Path, file_okay=False))
+@click.argument("new_run", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--min-overlap", type=click.FloatRange(0, 1, min_open=True), default=0.5,
+              show_default=True, help="Jaccard similarity at which two rings are the same ring.")
+@click.option("--json", "as_json", is_flag=True, help="Print the diff as JSON.")
+@reports_errors
+def diff(old_run: Path, new_run: Path, min_overlap: float, as_json: bool) -> None:
+    """Compare two detect runs: rings new, grown, shrunk, split, merged and gone, and flags.
+
+    Rings are matched by shared members, so runs made without --previous compare too.
+
+    Example: ringfinder diff out/monday out/tuesday --json
+    """
+    result = diff_runs(old_run, new_run, min_overlap=min_overlap)
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), sort_keys=True))
+        return
+    counts = result.counts()
+    click.echo(", ".join(f"{n} {change.replace('_', ' ')}" for change, n in counts.items()))
+    if result.rows():
+        _echo_table(ROW_HEADER, result.rows())

@@ -155,6 +155,7 @@ class OutputConfig(Strict):
     """What `detect` writes."""
 
     parquet: bool = True
+    history: str = ""
     html: bool = True
     max_ring_pages: int = Field(default=300, ge=0)
 

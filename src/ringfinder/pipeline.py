@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,8 +20,9 @@ from ringfinder.detect import detect_rings
 from ringfinder.errors import InputError
 from ringfinder.export import atomic_folder, write_outputs
 from ringfinder.graph import build_graph
+from ringfinder.history import latest_members, record_run, run_id_for, used_ring_ids
 from ringfinder.ingest import read_events
-from ringfinder.lineage import assign_ring_ids
+from ringfinder.lineage import match_rings
 from ringfinder.normalise import sql_literal
 from ringfinder.privacy import privacy_from_env, pseudonym
 from ringfinder.schema import CONTRIBUTOR, MEMBERS_COLUMNS, QUARANTINE_COLUMNS, RINGS_COLUMNS
@@ -101,6 +102,8 @@ def run_detect(
     frame: pd.DataFrame | None = None,
     report: StageReporter | None = None,
     known_bad: Sequence[str] = (),
+    previous: pd.DataFrame | None = None,
+    used_ids: Collection[str] = frozenset(),
 ) -> RunResult:
     """Run the whole detection pipeline; write the outputs when ``out_dir`` is given.
 
@@ -113,8 +116,17 @@ def run_detect(
     frame : a DataFrame of events to use as the input.
     report : called with each stage's name, returns a context manager (progress display).
     known_bad : contributor ids already banned: rings holding one score higher.
+    previous : the previous run's members (``contributor_id, ring_id``); a ring that is the
+        same ring keeps its id (``lineage.match_rings``). Defaults to the last run recorded in
+        ``output.history`` when that is set.
+    used_ids : ring ids used before; a new ring never gets one (the history's are added).
     """
     timings: dict[str, float] = {}
+    history = Path(config.output.history) if config.output.history else None
+    if history is not None:
+        used_ids = set(used_ids) | used_ring_ids(history)
+        if previous is None:
+            previous = latest_members(history)
     privacy = privacy_from_env(
         config.privacy.pseudonymize, contributors=config.privacy.pseudonymize_contributors
     )
@@ -137,10 +149,11 @@ def run_detect(
             assignment = detect_rings(pairs, config=config.detect)
         with _timed("score", timings, report):
             evidence, timeline = pd.DataFrame(), pd.DataFrame()
+            lineage = match_rings(assignment, previous, used_ids=used_ids)
             if assignment.empty:
                 rings, members = _empty(RINGS_COLUMNS), _empty(MEMBERS_COLUMNS)
             else:
-                ids = assign_ring_ids(assignment)
+                ids = lineage.ids
                 rings, members = score_rings(con, assignment, config=config, known_bad=known_bad)
                 rings, members = _ring_tables(rings, members, ids)
                 members["action"] = assign_actions(members, config.score.bands)
@@ -175,8 +188,20 @@ def run_detect(
         "flagged_contributors": int(members["flagged"].astype(bool).sum()) if len(members) else 0,
         "seed": config.detect.seed,
         "known_bad": len(set(known_bad)),
+        "lineage": {
+            "previous_rings": int(previous["ring_id"].nunique()) if previous is not None else 0,
+            "counts": lineage.counts(),
+            "parents": lineage.parents,
+            "absorbed": lineage.absorbed,
+        },
         "timings_seconds": timings,
     }
+    if history is not None:
+        with _timed("history", timings, report):
+            run_id = run_id_for(manifest, members)
+            record_run(history, run_id=run_id, members=members, rings=rings, manifest=manifest,
+                       lineage=lineage)
+        manifest["run_id"] = run_id
     result = RunResult(members=members, rings=rings, quarantine=quarantine[list(QUARANTINE_COLUMNS)],
                        manifest=manifest, evidence=evidence, timeline=timeline, out_dir=out_dir,
                        timings=timings)

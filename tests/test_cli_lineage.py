@@ -1,0 +1,54 @@
+"""CLI wiring of lineage: detect --previous, output.history, ringfinder history and diff."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+from click.testing import CliRunner
+
+from ringfinder.cli import main
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "sample"
+
+
+def test_previous_history_and_diff(tmp_path: Path) -> None:
+    events = next(p for p in sorted(FIXTURES.iterdir()) if p.name.startswith("events."))
+    config = tmp_path / "config.toml"
+    history = tmp_path / "history.duckdb"
+    config.write_text((FIXTURES / "config.toml").read_text()
+                      + f'\n[output]\nhtml = false\nhistory = "{history}"\n')
+    runner = CliRunner()
+    base = ["detect", str(events), "--config", str(config)]
+    first = runner.invoke(main, [*base, "--out", str(tmp_path / "one")])
+    assert first.exit_code == 0, first.output
+    second = runner.invoke(main, [*base, "--out", str(tmp_path / "two"), "--previous", str(tmp_path / "one")])
+    assert second.exit_code == 0, second.output
+    assert "against the previous run:" in second.output and " 0 new," in second.output
+    one = pd.read_parquet(tmp_path / "one" / "members.parquet")
+    two = pd.read_parquet(tmp_path / "two" / "members.parquet")
+    assert one[["contributor_id", "ring_id"]].equals(two[["contributor_id", "ring_id"]])
+
+    shown = runner.invoke(main, ["history", str(history), "--json"])
+    assert shown.exit_code == 0, shown.output
+    runs = [json.loads(line) for line in shown.output.splitlines()]
+    assert [r["new"] for r in runs] == [runs[0]["rings"], 0] and runs[1]["closed"] == 0
+
+    diffed = runner.invoke(main, ["diff", str(tmp_path / "one"), str(tmp_path / "two"), "--json"])
+    assert diffed.exit_code == 0, diffed.output
+    assert json.loads(diffed.output)["counts"]["kept"] == runs[0]["rings"]
+
+
+def test_history_and_diff_errors(tmp_path: Path) -> None:
+    runner = CliRunner()
+    missing = runner.invoke(main, ["history", str(tmp_path / "none.duckdb")])
+    assert missing.exit_code == 1
+    assert missing.output.strip() == (
+        f"ringfinder: error: {tmp_path / 'none.duckdb'}: no history file; set output.history and run detect first"
+    )
+    unset = runner.invoke(main, ["history"])
+    assert unset.exit_code == 2
+    assert "give the history file, or --config FILE with output.history set" in unset.output
+    no_run = runner.invoke(main, ["diff", str(tmp_path), str(tmp_path)])
+    assert no_run.exit_code == 1 and "not a detect run folder" in no_run.output
