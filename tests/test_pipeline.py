@@ -188,3 +188,17 @@ def test_generate_then_detect_round_trip_scores_well_per_ring_type(tmp_path: Pat
     assert (recall_by_type >= 0.8).all(), recall_by_type.to_dict()
     benign = scored[~scored.fraud]
     assert benign["flagged"].sum() <= 0.0005 * len(benign) + 1
+
+
+def test_report_shows_the_trend_once_history_holds_two_runs(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    history = tmp_path / "history.duckdb"
+    config.write_text((SAMPLE / "config.toml").read_text() + f'\n[output]\nhistory = "{history}"\nmax_ring_pages = 1\n')
+    first = find_rings(_events(SAMPLE), config, out_dir=tmp_path / "first")
+    assert "Trend across recorded runs" not in (tmp_path / "first" / "report.html").read_text()
+    second = find_rings(_events(SAMPLE), config, out_dir=tmp_path / "second")
+    report = (tmp_path / "second" / "report.html").read_text()
+    assert "Trend across recorded runs" in report
+    assert report.count("<polyline") == 3
+    # The same data twice: every ring keeps its id.
+    assert set(first.rings["ring_id"]) == set(second.rings["ring_id"])

@@ -20,7 +20,13 @@ from ringfinder.detect import detect_rings
 from ringfinder.errors import InputError
 from ringfinder.export import atomic_folder, write_outputs
 from ringfinder.graph import build_graph
-from ringfinder.history import latest_members, record_run, run_id_for, used_ring_ids
+from ringfinder.history import (
+    history_table,
+    latest_members,
+    record_run,
+    run_id_for,
+    used_ring_ids,
+)
 from ringfinder.ingest import read_events
 from ringfinder.lineage import match_rings
 from ringfinder.normalise import sql_literal
@@ -214,7 +220,8 @@ def run_detect(
             if config.output.html:
                 write_report(staging, rings=rings, members=members, evidence=evidence,
                              timeline=timeline, manifest=manifest,
-                             max_pages=config.output.max_ring_pages)
+                             max_pages=config.output.max_ring_pages,
+                             history=history_table(history) if history is not None else None)
     return result
 
 

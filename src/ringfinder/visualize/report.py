@@ -108,12 +108,47 @@ def manifest_threshold(manifest: Mapping[str, Any]) -> float:
         return 0.5
 
 
+TREND_SERIES = (("rings", "#4e79a7"), ("flagged_rings", "#e15759"), ("new", "#59a14f"))
+TREND_WIDTH, TREND_HEIGHT = 900, 160
+
+
+def trend_chart(history: pd.DataFrame | None) -> dict[str, Any] | None:
+    """Lines of rings, flagged rings and new rings per recorded run, as SVG geometry."""
+    if history is None or len(history) < 2:
+        return None
+    runs = history.reset_index(drop=True)
+    top = max(1.0, float(max(runs[name].max() for name, _ in TREND_SERIES)))
+    step = TREND_WIDTH / (len(runs) - 1)
+
+    def point(i: int, value: float) -> str:
+        return f"{i * step:.1f},{TREND_HEIGHT - 10 - (TREND_HEIGHT - 20) * value / top:.1f}"
+
+    lines = [
+        {"name": name, "colour": colour,
+         "points": " ".join(point(i, float(v)) for i, v in enumerate(runs[name].fillna(0)))}
+        for name, colour in TREND_SERIES
+    ]
+    rows = [
+        [str(r.recorded_at)[:19], *(format_number(getattr(r, c), 0) for c in
+                                    ("rings", "new", "grown", "shrunk", "closed", "flagged_rings",
+                                     "flagged_contributors")),
+         format_number(r.score_drift)]
+        for r in runs.itertuples(index=False)
+    ]
+    return {"lines": lines, "rows": rows, "width": TREND_WIDTH, "height": TREND_HEIGHT, "max": int(top)}
+
+
 def render_report(
-    rings: pd.DataFrame, *, manifest: Mapping[str, Any], paged: set[str] | None = None
+    rings: pd.DataFrame,
+    *,
+    manifest: Mapping[str, Any],
+    paged: set[str] | None = None,
+    history: pd.DataFrame | None = None,
 ) -> str:
     """The HTML of ``report.html``: the run's KPIs and a sortable, filterable ring table.
 
-    Rings in ``paged`` (all when ``None``) link to their ring page.
+    Rings in ``paged`` (all when ``None``) link to their ring page; with a run ``history``
+    (``history.history_table``) of two or more runs the report shows the trend.
     """
     threshold = manifest_threshold(manifest)
     table = rings.sort_values(["ring_score", "ring_id"], ascending=[False, True], kind="stable")
@@ -143,6 +178,7 @@ def render_report(
         bands=_band_counts(rings, threshold),
         reasons=_reason_counts(rings),
         rings=ring_rows,
+        trend=trend_chart(history),
     )
 
 
@@ -160,6 +196,7 @@ def write_report(
     manifest: Mapping[str, Any],
     max_nodes: int = MAX_DRAWN_NODES,
     max_pages: int | None = None,
+    history: pd.DataFrame | None = None,
 ) -> None:
     """Write ``folder/report.html`` and ``folder/rings/<ring_id>.html`` for each ring.
 
@@ -173,6 +210,7 @@ def write_report(
     manifest : the run's manifest (row accounting, counts, ``config.score.threshold``).
     max_nodes : rings whose graph would have more nodes are drawn as a summary.
     max_pages : at most this many ring pages (``None``: every ring).
+    history : the run history (``history.history_table``), for the trend chart.
 
     Examples
     --------
@@ -190,7 +228,7 @@ def write_report(
     if max_pages is not None:
         ranked = ranked.head(max_pages)
     paged = set(ranked["ring_id"].astype(str))
-    _write(folder / "report.html", render_report(rings, manifest=manifest, paged=paged))
+    _write(folder / "report.html", render_report(rings, manifest=manifest, paged=paged, history=history))
     threshold = manifest_threshold(manifest)
     records = ring_records(members, evidence, timeline)
     for ring in ranked.to_dict("records"):
