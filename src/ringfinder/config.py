@@ -147,6 +147,7 @@ class ScoreConfig(Strict):
     weight_lockstep: float = Field(default=0.7, ge=0, le=1)
     weight_known_bad: float = Field(default=0.5, ge=0, le=1)
     bands: list[Band] = Field(default_factory=list)
+    weak_ceiling: float = Field(default=0.45, ge=0, le=1)
     infrastructure_damping: float = Field(default=0.5, ge=0, le=1)
     independent_payout_damping: float = Field(default=0.5, ge=0, le=1)
 

@@ -1,10 +1,12 @@
 """Score: interpretable ring features, a ring score in [0, 1] with reason codes, member scores.
 
-Evidence is split in two groups. Strong evidence (a shared payout account, payout consolidation)
-is hard for honest people to produce. Weak evidence (shared devices and IPs, a signup burst, a
-closed world) has benign lookalikes, so it is damped when the shared identifiers look like
-infrastructure (a café PC, a campus NAT) or when every member keeps a payout account of their
-own (a household). Each group combines its evidence as a noisy-OR; so does the ring score.
+Evidence is split in two groups. Strong evidence (a shared payout account, payout consolidation,
+lockstep, a device farm's many accounts on few devices, a known-bad member) is hard for honest
+people to produce. Weak evidence (shared devices and IPs, a signup burst, a closed world) has
+benign lookalikes, so it is damped when the shared identifiers look like infrastructure (a café
+PC, a campus NAT) or when every member keeps a payout account of their own (a household), and
+on its own it stays below ``score.weak_ceiling``. Each group combines its evidence as a
+noisy-OR; so does the ring score.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from ringfinder.normalise import sql_literal
 from ringfinder.schema import CONTRIBUTOR, EVENT_TYPE, TIME, Reason
 
 ROLES = ("device", "ip", "payment", "other")
+FARM_MIN_SIZE = 5
 MIN_CONTRIBUTION = 0.05  # evidence below this does not make a reason
 MITIGATION_SHARE = 0.5  # a mitigation is named when it covers at least this share
 
@@ -164,16 +167,17 @@ def _evidence(f: pd.DataFrame, config: Config) -> tuple[dict[Reason, np.ndarray]
                        where=f["all_uses"].fillna(0).to_numpy(float) > 0)
     shared_roles = sum((f[f"shared_{role}"].to_numpy(float) > 0).astype(float) for role in ROLES)
 
-    farm = (n >= 4) * cover["device"] * np.clip((per_device - 1.0) / 4.0, 0, 1)
+    # A farm is bigger than a household (2-4 accounts) and has far more accounts than devices.
+    farm = (n >= FARM_MIN_SIZE) * cover["device"] * np.clip((per_device - 1.0) / 4.0, 0, 1)
     consolidation = (n >= 4) * np.clip((max_payment - 0.25) / 0.5, 0, 1) * (n / payments >= 2)
     strong = {
         Reason.SHARED_PAYOUT: s.weight_shared_payout * cover["payment"],
         Reason.PAYOUT_CONSOLIDATION: s.weight_shared_payout * consolidation,
         Reason.LOCKSTEP: s.weight_lockstep * f["lockstep_members"].fillna(0).to_numpy(float) / n,
         Reason.KNOWN_BAD: s.weight_known_bad * np.clip(0.5 + 0.5 * known_bad / n, 0, 1) * (known_bad > 0),
+        Reason.DEVICE_FARM: s.weight_device_farm * farm,
     }
     weak = {
-        Reason.DEVICE_FARM: s.weight_device_farm * farm,
         Reason.SHARED_DEVICE: s.weight_shared_device * cover["device"],
         Reason.SHARED_IP: s.weight_shared_ip * cover["ip"],
         Reason.SHARED_IDENTIFIER: s.weight_shared_other * cover["other"],
@@ -212,7 +216,9 @@ def score_ring_features(features: pd.DataFrame, *, config: Config) -> pd.DataFra
     independent = features["independent_share"].fillna(0).to_numpy(float)
     damping = (1 - s.infrastructure_damping * infra) * (1 - s.independent_payout_damping * independent)
     weak = {code: value * damping for code, value in weak.items()}
-    ring_score = _noisy_or({**strong, **weak}, size)
+    # Weak evidence alone never reaches a flag: it has honest lookalikes (a family on one PC).
+    weak_part = np.minimum(_noisy_or(weak, size), s.weak_ceiling)
+    ring_score = 1.0 - (1.0 - _noisy_or(strong, size)) * (1.0 - weak_part)
     out = features.copy()
     out["ring_score"] = np.round(np.clip(ring_score, 0.0, 1.0), 6)
     out["flagged"] = out["ring_score"] >= s.threshold
