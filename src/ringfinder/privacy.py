@@ -67,7 +67,7 @@ def register_pseudonym_function(con: duckdb.DuckDBPyConnection, key: bytes) -> N
     def token(domain: str | None, value: str | None) -> str | None:
         return None if value is None or domain is None else pseudonym(key, domain, value)
 
-    con.create_function(
+    con.create_function(  # type: ignore[call-overload]
         PSEUDONYM_FUNCTION, token, ["VARCHAR", "VARCHAR"], "VARCHAR",
-        null_handling="special", side_effects=False,  # type: ignore[arg-type]
+        null_handling="special", side_effects=False,
     )
