@@ -5,15 +5,17 @@ Unknown keys are errors, and every problem is reported at once, named by its dot
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ringfinder.errors import ConfigError
 from ringfinder.schema import DEVICE, IP, PAYMENT, Reason
 
+MEMORY_SIZE = re.compile(r"\d+(\.\d+)?\s*([kmgt]i?b|b|bytes)", re.IGNORECASE)
 Normaliser = Literal["ip", "ip_prefix", "device", "payment", "email", "phone", "text"]
 Role = Literal["device", "ip", "payment", "other"]
 
@@ -174,6 +176,13 @@ class ResourceConfig(Strict):
     memory_limit: str = ""
     threads: int = Field(default=0, ge=0, le=256)
     temp_directory: str = ""
+
+    @field_validator("memory_limit")
+    @classmethod
+    def _size(cls, value: str) -> str:
+        if value and not MEMORY_SIZE.fullmatch(value.strip()):
+            raise ValueError("expected a size such as 8GB or 512MiB")
+        return value
 
 
 class Config(Strict):

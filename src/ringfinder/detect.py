@@ -23,10 +23,17 @@ from ringfinder.schema import CONTRIBUTOR
 RING_INDEX = "ring_index"
 
 
-def _strong_groups(n: int, edges: np.ndarray, strong: np.ndarray) -> np.ndarray:
-    """Membership of each node in the components formed by strong edges alone."""
-    graph = ig.Graph(n=n, edges=edges[strong].tolist())
-    return np.asarray(graph.connected_components().membership, dtype=np.int64)
+def _strong_groups(n: int, edges: np.ndarray, strong: np.ndarray, stars: np.ndarray) -> np.ndarray:
+    """Group of each contributor in the components of strong links.
+
+    Strong links are strong pairs, and ``stars``: (contributor, strong identifier) rows whose
+    identifier vertices are numbered after the ``n`` contributors. Groups are numbered 0..k-1.
+    """
+    keys = int(stars[:, 1].max()) + 1 if len(stars) else 0
+    links = np.concatenate([edges[strong], np.column_stack([stars[:, 0], stars[:, 1] + n])])
+    graph = ig.Graph(n=n + keys, edges=links.tolist())
+    membership = np.asarray(graph.connected_components().membership, dtype=np.int64)[:n]
+    return np.unique(membership, return_inverse=True)[1].astype(np.int64)
 
 
 def _leiden(graph: ig.Graph, *, config: DetectConfig) -> np.ndarray:
@@ -95,13 +102,17 @@ def _split_weak(labels: np.ndarray, edges: np.ndarray, weights: np.ndarray, soli
     return np.where(solid_anywhere[labels], parts + labels.max() + 1, labels)
 
 
-def detect_rings(pairs: pd.DataFrame, *, config: DetectConfig) -> pd.DataFrame:
+def detect_rings(
+    pairs: pd.DataFrame, *, config: DetectConfig, strong_links: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """Assign contributors to candidate rings.
 
     Parameters
     ----------
     pairs : the projection, with columns ``a``, ``b``, ``weight``, ``strong`` and ``solid``.
     config : the ``[detect]`` section (resolution, seed, sizes).
+    strong_links : ``contributor_id``, ``strong_key``: everyone behind one strong identifier
+        (a payout account) lands in one ring, however many they are.
 
     Returns
     -------
@@ -116,14 +127,21 @@ def detect_rings(pairs: pd.DataFrame, *, config: DetectConfig) -> pd.DataFrame:
     [0, 0]
     """
     empty = pd.DataFrame({CONTRIBUTOR: pd.Series(dtype=str), RING_INDEX: pd.Series(dtype=np.int64)})
-    if pairs.empty:
+    stars = strong_links if strong_links is not None else pd.DataFrame(
+        {CONTRIBUTOR: pd.Series(dtype=str), "strong_key": pd.Series(dtype=str)}
+    )
+    if pairs.empty and stars.empty:
         return empty
-    names = np.unique(np.concatenate([pairs["a"].to_numpy(str), pairs["b"].to_numpy(str)]))
+    starred = stars[CONTRIBUTOR].to_numpy(str)
+    names = np.unique(np.concatenate([pairs["a"].to_numpy(str), pairs["b"].to_numpy(str), starred]))
     edges = np.column_stack(
         [np.searchsorted(names, pairs["a"].to_numpy(str)), np.searchsorted(names, pairs["b"].to_numpy(str))]
-    )
+    ).astype(np.int64).reshape(-1, 2)
     weights = pairs["weight"].to_numpy(float)
-    groups = _strong_groups(len(names), edges, pairs["strong"].to_numpy(bool))
+    star_edges = np.column_stack(
+        [np.searchsorted(names, starred), np.unique(stars["strong_key"].to_numpy(str), return_inverse=True)[1]]
+    ).astype(np.int64).reshape(-1, 2)
+    groups = _strong_groups(len(names), edges, pairs["strong"].to_numpy(bool), star_edges)
 
     # Contract strong groups into one vertex each; internal weight becomes a self-loop.
     contracted = ig.Graph(n=int(groups.max()) + 1, edges=groups[edges].tolist())

@@ -3,7 +3,8 @@
 All set work runs in DuckDB. Tables created on the connection:
 
 - ``edges``: contributor_id, kind, identifier, n_events, first_seen, last_seen (the bipartite graph)
-- ``identifiers``: kind, identifier, degree, hub, infrastructure, strong, solid, weight
+- ``identifiers``: kind, identifier, degree, crowded, hub, infrastructure, strong, solid, weight
+- ``strong_links``: contributor_id, strong_key (contributors behind each shared strong identifier)
 - ``lockstep_pairs``: a, b, co_targets (pairs acting on the same targets within seconds)
 - ``pairs``: a, b (a < b), weight, n_shared, co_targets, strong, kinds, solid (the projection)
 
@@ -54,6 +55,8 @@ def identifiers_sql(config: Config) -> str:
 
     An IP shared by more than ``solid_ip_max_contributors`` is a weak link (a proxy pool, a
     NAT): it joins rings but cannot hold two parts of one together.
+    A strong identifier (a payout account) is never a hub: above its cap it is ``crowded``,
+    left out of the pairs but linked through ``strong_links``.
     A hub is used by more contributors than its kind's ``hub_cap``: it is dropped from the
     projection. Infrastructure is a device or IP used by many contributors most of whom also
     have one of their own (an internet café PC, a campus NAT): its weight is multiplied by
@@ -90,7 +93,8 @@ def identifiers_sql(config: Config) -> str:
         GROUP BY ALL
     )
     SELECT d.kind, d.identifier, d.degree,
-        d.degree > (CASE d.kind {caps} END) AS hub,
+        d.degree > (CASE d.kind {caps} END) AS crowded,
+        d.degree > (CASE d.kind {caps} END) AND d.kind NOT IN ({strong}) AS hub,
         coalesce(s.own_share >= {g.infrastructure_own_share!r}, false) AS infrastructure,
         d.kind IN ({strong}) AS strong,
         NOT (d.kind IN ({ips}) AND d.degree > {g.solid_ip_max_contributors}) AS solid,
@@ -102,13 +106,28 @@ def identifiers_sql(config: Config) -> str:
     """
 
 
+def strong_links_sql() -> str:
+    """Contributor → strong identifier (a payout account) shared by two or more, however many.
+
+    ``detect`` puts everyone behind one strong identifier in one ring from these star links,
+    so a payout account shared by 10,000 accounts neither projects 50 million pairs nor is
+    dropped as a hub.
+    """
+    return f"""
+    SELECT e.{CONTRIBUTOR}, e.kind || chr(31) || e.identifier AS strong_key
+    FROM edges e JOIN identifiers i USING (kind, identifier)
+    WHERE i.strong AND i.degree >= 2
+    """
+
+
 def identifier_pairs_sql() -> str:
-    """Contributor pairs that share identifiers which are shared and not hubs, with their weight."""
+    """Contributor pairs that share identifiers used by more than one and at most the kind's
+    ``hub_cap`` contributors, with their weight."""
     return f"""
     WITH linkable AS (
         SELECT e.{CONTRIBUTOR}, e.kind, e.identifier, i.weight, i.strong, i.solid
         FROM edges e JOIN identifiers i USING (kind, identifier)
-        WHERE NOT i.hub AND i.degree >= 2 AND i.weight > 0
+        WHERE NOT i.crowded AND i.degree >= 2 AND i.weight > 0
     )
     SELECT x.{CONTRIBUTOR} AS a, y.{CONTRIBUTOR} AS b, sum(x.weight) AS weight,
         count(*) AS n_shared, bool_or(x.strong) AS strong, bool_or(x.solid) AS solid,
@@ -194,6 +213,7 @@ def build_graph(con: duckdb.DuckDBPyConnection, *, config: Config) -> GraphStats
     else:
         con.execute("CREATE OR REPLACE TABLE lockstep_pairs (a VARCHAR, b VARCHAR, co_targets BIGINT)")
     con.execute(f"CREATE OR REPLACE TABLE pairs AS {pairs_sql(config)}")
+    con.execute(f"CREATE OR REPLACE TABLE strong_links AS {strong_links_sql()}")
 
     def per_kind(condition: str) -> dict[str, int]:
         rows = con.execute(

@@ -152,7 +152,10 @@ def run_detect(
             stats = build_graph(con, config=config)
         with _timed("detect", timings, report):
             pairs = con.execute("SELECT a, b, weight, strong, solid FROM pairs ORDER BY a, b").df()
-            assignment = detect_rings(pairs, config=config.detect)
+            stars = con.execute(
+                f"SELECT {CONTRIBUTOR}, strong_key FROM strong_links ORDER BY ALL"
+            ).df()
+            assignment = detect_rings(pairs, config=config.detect, strong_links=stars)
         with _timed("score", timings, report):
             evidence, timeline = pd.DataFrame(), pd.DataFrame()
             lineage = match_rings(assignment, previous, used_ids=used_ids)
