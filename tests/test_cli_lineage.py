@@ -17,13 +17,17 @@ def test_previous_history_and_diff(tmp_path: Path) -> None:
     events = next(p for p in sorted(FIXTURES.iterdir()) if p.name.startswith("events."))
     config = tmp_path / "config.toml"
     history = tmp_path / "history.duckdb"
-    config.write_text((FIXTURES / "config.toml").read_text()
-                      + f'\n[output]\nhtml = false\nhistory = "{history}"\n')
+    config.write_text(
+        (FIXTURES / "config.toml").read_text()
+        + f'\n[output]\nhtml = false\nhistory = "{history}"\n'
+    )
     runner = CliRunner()
     base = ["detect", str(events), "--config", str(config)]
     first = runner.invoke(main, [*base, "--out", str(tmp_path / "one")])
     assert first.exit_code == 0, first.output
-    second = runner.invoke(main, [*base, "--out", str(tmp_path / "two"), "--previous", str(tmp_path / "one")])
+    second = runner.invoke(
+        main, [*base, "--out", str(tmp_path / "two"), "--previous", str(tmp_path / "one")]
+    )
     assert second.exit_code == 0, second.output
     assert "against the previous run:" in second.output and " 0 new," in second.output
     one = pd.read_parquet(tmp_path / "one" / "members.parquet")

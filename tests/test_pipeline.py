@@ -34,10 +34,14 @@ def sample_labels() -> pd.DataFrame:
 
 def _scored(run: RunResult, labels: pd.DataFrame) -> pd.DataFrame:
     flagged = set(run.members.loc[run.members["flagged"].astype(bool), "contributor_id"])
-    return labels.assign(flagged=labels["contributor_id"].isin(flagged), fraud=labels["label"] == "fraud")
+    return labels.assign(
+        flagged=labels["contributor_id"].isin(flagged), fraud=labels["label"] == "fraud"
+    )
 
 
-def test_sample_meets_contributor_targets(sample_run: RunResult, sample_labels: pd.DataFrame) -> None:
+def test_sample_meets_contributor_targets(
+    sample_run: RunResult, sample_labels: pd.DataFrame
+) -> None:
     scored = _scored(sample_run, sample_labels)
     tp = int((scored.flagged & scored.fraud).sum())
     fp = int((scored.flagged & ~scored.fraud).sum())
@@ -49,7 +53,9 @@ def test_sample_meets_contributor_targets(sample_run: RunResult, sample_labels: 
     assert benign_fp_rate <= 0.0005
 
 
-def test_no_honest_lookalike_role_is_flagged(sample_run: RunResult, sample_labels: pd.DataFrame) -> None:
+def test_no_honest_lookalike_role_is_flagged(
+    sample_run: RunResult, sample_labels: pd.DataFrame
+) -> None:
     scored = _scored(sample_run, sample_labels)
     lookalikes = scored[~scored.fraud & (scored.role != "honest")]
     assert {"household", "campus", "cafe", "carrier_nat", "placeholder"} <= set(lookalikes.role)
@@ -58,7 +64,9 @@ def test_no_honest_lookalike_role_is_flagged(sample_run: RunResult, sample_label
     )
 
 
-def test_every_identifier_sharing_ring_is_found(sample_run: RunResult, sample_labels: pd.DataFrame) -> None:
+def test_every_identifier_sharing_ring_is_found(
+    sample_run: RunResult, sample_labels: pd.DataFrame
+) -> None:
     flagged = sample_run.members[sample_run.members["flagged"].astype(bool)]
     flagged_rings = [set(g) for _, g in flagged.groupby("ring_id")["contributor_id"]]
     planted = sample_labels[sample_labels.ring_type.isin(IDENTIFIER_RINGS)]
@@ -114,7 +122,9 @@ def test_a_dataframe_gives_the_same_rings_as_the_file(sample_run: RunResult) -> 
     assert set(flagged["contributor_id"]) == set(expected["contributor_id"])
 
 
-def test_known_bad_raises_only_rings_that_hold_them(sample_labels: pd.DataFrame, sample_run: RunResult) -> None:
+def test_known_bad_raises_only_rings_that_hold_them(
+    sample_labels: pd.DataFrame, sample_run: RunResult
+) -> None:
     unflagged = sample_run.members[~sample_run.members["flagged"].astype(bool)]
     seed = unflagged.sort_values("contributor_id").iloc[0]
     config = load_config(SAMPLE / "config.toml")
@@ -145,17 +155,32 @@ def test_html_pages_are_capped_flagged_first_and_can_be_skipped(tmp_path: Path) 
     config = tmp_path / "config.toml"
     config.write_text((SAMPLE / "config.toml").read_text() + "\n[output]\nmax_ring_pages = 2\n")
     out = tmp_path / "capped"
-    result = CliRunner().invoke(main, ["detect", str(_events(SAMPLE)), "--config", str(config), "--out", str(out)])
+    result = CliRunner().invoke(
+        main, ["detect", str(_events(SAMPLE)), "--config", str(config), "--out", str(out)]
+    )
     assert result.exit_code == 0, result.output
     rings = pd.read_csv(out / "rings.csv")
-    top_two = rings.sort_values(["flagged", "ring_score", "ring_id"], ascending=[False, False, True]).head(2)
+    top_two = rings.sort_values(
+        ["flagged", "ring_score", "ring_id"], ascending=[False, False, True]
+    ).head(2)
     assert sorted(p.stem for p in (out / "rings").iterdir()) == sorted(top_two["ring_id"])
     report = (out / "report.html").read_text()
     assert all(ring_id in report for ring_id in rings["ring_id"])
     assert report.count('href="rings/') == 2
 
     skipped = tmp_path / "skipped"
-    result = CliRunner().invoke(main, ["detect", str(_events(SAMPLE)), "--config", str(config), "--out", str(skipped), "--no-html"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "detect",
+            str(_events(SAMPLE)),
+            "--config",
+            str(config),
+            "--out",
+            str(skipped),
+            "--no-html",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert not (skipped / "report.html").exists() and not (skipped / "rings").exists()
 
@@ -168,15 +193,31 @@ def test_html_pages_are_capped_flagged_first_and_can_be_skipped(tmp_path: Path) 
 
 
 @pytest.mark.parametrize("fmt", ["parquet", "csv.gz"])
-def test_generate_then_detect_round_trip_scores_well_per_ring_type(tmp_path: Path, fmt: str) -> None:
+def test_generate_then_detect_round_trip_scores_well_per_ring_type(
+    tmp_path: Path, fmt: str
+) -> None:
     from click.testing import CliRunner
 
     from ringfinder.cli import main
 
     data = tmp_path / "data"
     result = CliRunner().invoke(
-        main, ["generate", "--out", str(data), "--contributors", "6000", "--seed", "11", "--format", fmt,
-               "--rename", "contributor_id=worker", "--rename", "ip=client_ip"],
+        main,
+        [
+            "generate",
+            "--out",
+            str(data),
+            "--contributors",
+            "6000",
+            "--seed",
+            "11",
+            "--format",
+            fmt,
+            "--rename",
+            "contributor_id=worker",
+            "--rename",
+            "ip=client_ip",
+        ],
     )
     assert result.exit_code == 0, result.output
     run = find_rings(_events(data), data / "config.toml", out_dir=tmp_path / "run")
@@ -184,7 +225,13 @@ def test_generate_then_detect_round_trip_scores_well_per_ring_type(tmp_path: Pat
     scored = _scored(run, labels)
     fraud = scored[scored.fraud]
     recall_by_type = fraud.groupby("ring_type")["flagged"].mean()
-    assert set(recall_by_type.index) == {"device_farm", "payout_consolidation", "chain", "small_ring", "lockstep"}
+    assert set(recall_by_type.index) == {
+        "device_farm",
+        "payout_consolidation",
+        "chain",
+        "small_ring",
+        "lockstep",
+    }
     assert (recall_by_type >= 0.8).all(), recall_by_type.to_dict()
     benign = scored[~scored.fraud]
     assert benign["flagged"].sum() <= 0.0005 * len(benign) + 1
@@ -193,7 +240,10 @@ def test_generate_then_detect_round_trip_scores_well_per_ring_type(tmp_path: Pat
 def test_report_shows_the_trend_once_history_holds_two_runs(tmp_path: Path) -> None:
     config = tmp_path / "config.toml"
     history = tmp_path / "history.duckdb"
-    config.write_text((SAMPLE / "config.toml").read_text() + f'\n[output]\nhistory = "{history}"\nmax_ring_pages = 1\n')
+    config.write_text(
+        (SAMPLE / "config.toml").read_text()
+        + f'\n[output]\nhistory = "{history}"\nmax_ring_pages = 1\n'
+    )
     first = find_rings(_events(SAMPLE), config, out_dir=tmp_path / "first")
     assert "Trend across recorded runs" not in (tmp_path / "first" / "report.html").read_text()
     second = find_rings(_events(SAMPLE), config, out_dir=tmp_path / "second")

@@ -42,7 +42,10 @@ def plain_identifiers(tmp_path_factory: pytest.TempPathFactory) -> dict[str, set
     """The IPs, payout accounts and device ids of ring members, from a run without privacy."""
     run = find_rings(EVENTS, SAMPLE / "config.toml", out_dir=tmp_path_factory.mktemp("plain") / "o")
     evidence = run.evidence
-    return {kind: set(evidence.loc[evidence.kind == kind, "identifier"]) for kind in ("ip", "payment", "device")}
+    return {
+        kind: set(evidence.loc[evidence.kind == kind, "identifier"])
+        for kind in ("ip", "payment", "device")
+    }
 
 
 def test_no_raw_identifier_reaches_any_output(
@@ -56,7 +59,11 @@ def test_no_raw_identifier_reaches_any_output(
         assert values, kind
         leaked = [v for v in values if v in text]
         assert leaked == [], kind
-    assert (run.evidence["identifier"].str.startswith(tuple(f"{k}_" for k in ("ip", "payment", "device")))).all()
+    assert (
+        run.evidence["identifier"].str.startswith(
+            tuple(f"{k}_" for k in ("ip", "payment", "device"))
+        )
+    ).all()
     # Quarantined rows keep a token of their text, never the text.
     assert run.quarantine["raw"].str.fullmatch(r"row_[0-9a-f]{24}").all()
 
@@ -91,7 +98,9 @@ def test_a_pseudonymised_run_refuses_to_start_without_a_key(
         find_rings(EVENTS, _config())
     config = tmp_path / "private.toml"
     config.write_text((SAMPLE / "config.toml").read_text() + "\n[privacy]\npseudonymize = true\n")
-    result = CliRunner().invoke(main, ["detect", str(EVENTS), "--config", str(config), "--out", str(tmp_path / "o")])
+    result = CliRunner().invoke(
+        main, ["detect", str(EVENTS), "--config", str(config), "--out", str(tmp_path / "o")]
+    )
     assert result.exit_code == 2
     assert result.output.strip().splitlines() == [
         f"ringfinder: error: privacy.pseudonymize = true needs a secret of at least 16 characters "
@@ -103,10 +112,14 @@ def test_a_pseudonymised_run_refuses_to_start_without_a_key(
 def test_known_bad_ids_match_pseudonymised_contributors(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(KEY_VARIABLE, KEY)
     plain = find_rings(EVENTS, SAMPLE / "config.toml")
-    quiet = plain.members[~plain.members["flagged"].astype(bool)].sort_values("contributor_id").iloc[0]
+    quiet = (
+        plain.members[~plain.members["flagged"].astype(bool)].sort_values("contributor_id").iloc[0]
+    )
     from ringfinder.pipeline import run_detect
 
-    run = run_detect([EVENTS], config=_config(pseudonymize_contributors=True), known_bad=[quiet.contributor_id])
+    run = run_detect(
+        [EVENTS], config=_config(pseudonymize_contributors=True), known_bad=[quiet.contributor_id]
+    )
     token = pseudonym(KEY.encode(), "contributor", quiet.contributor_id)
     row = run.members.set_index("contributor_id").loc[token]
     assert "KNOWN_BAD" in row["reasons"].split(";")

@@ -17,15 +17,23 @@ def _family_without_payouts() -> list[tuple[str, str, str, str, str, str]]:
     rows = []
     for i in range(4):
         rows.append((f"fam{i}", f"2026-01-01T20:0{i}:00Z", "signup", "family-pc", "81.2.3.4", ""))
-        rows.append((f"fam{i}", f"2026-01-0{i + 2}T20:00:00Z", "login", "family-pc", "81.2.3.4", ""))
+        rows.append(
+            (f"fam{i}", f"2026-01-0{i + 2}T20:00:00Z", "login", "family-pc", "81.2.3.4", "")
+        )
     return rows
 
 
 def _farm_without_payouts() -> list[tuple[str, str, str, str, str, str]]:
     """Eight accounts made within an hour, each used on both of two devices."""
     return [
-        (f"farm{i}", f"2026-01-05T03:{i:02d}:{rig:02d}Z", "signup" if rig == 0 else "login",
-         f"rig-{rig}", f"10.9.0.{i}", "")
+        (
+            f"farm{i}",
+            f"2026-01-05T03:{i:02d}:{rig:02d}Z",
+            "signup" if rig == 0 else "login",
+            f"rig-{rig}",
+            f"10.9.0.{i}",
+            "",
+        )
         for i in range(8)
         for rig in range(2)
     ]
@@ -50,7 +58,14 @@ def test_many_accounts_on_few_devices_is_a_farm_even_without_payouts() -> None:
 
 def test_a_shared_payout_account_flags_a_small_ring() -> None:
     rows = [
-        (f"s{i}", f"2026-02-0{i + 1}T10:00:00Z", "signup", f"own-{i}", f"77.1.1.{i}", "DE00 1111 2222")
+        (
+            f"s{i}",
+            f"2026-02-0{i + 1}T10:00:00Z",
+            "signup",
+            f"own-{i}",
+            f"77.1.1.{i}",
+            "DE00 1111 2222",
+        )
         for i in range(3)
     ]
     result = find_rings(_events(rows))

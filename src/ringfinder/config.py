@@ -83,7 +83,9 @@ class InputConfig(Strict):
     signup_events: list[str] = Field(default_factory=lambda: ["signup"])
     placeholders: list[str] = Field(default_factory=lambda: list(DEFAULT_PLACEHOLDERS))
     email_strip_plus: bool = True
-    email_dotless_domains: list[str] = Field(default_factory=lambda: ["gmail.com", "googlemail.com"])
+    email_dotless_domains: list[str] = Field(
+        default_factory=lambda: ["gmail.com", "googlemail.com"]
+    )
     max_bad_fraction: float = Field(default=0.05, ge=0, le=1)
     kinds: dict[str, KindConfig] = Field(default_factory=_default_kinds)
 

@@ -70,7 +70,9 @@ def _communities(graph: ig.Graph, sizes: np.ndarray, *, config: DetectConfig) ->
     return labels
 
 
-def _split_weak(labels: np.ndarray, edges: np.ndarray, weights: np.ndarray, solid: np.ndarray) -> np.ndarray:
+def _split_weak(
+    labels: np.ndarray, edges: np.ndarray, weights: np.ndarray, solid: np.ndarray
+) -> np.ndarray:
     """Split communities that only weak (IP-only) links hold together.
 
     Inside each community, the components of solid links become the rings. A member with
@@ -94,7 +96,9 @@ def _split_weak(labels: np.ndarray, edges: np.ndarray, weights: np.ndarray, soli
     if mask.any():
         ties = pd.DataFrame({"src": src[mask], "part": parts[dst[mask]], "w": wt[mask]})
         best = ties.groupby(["src", "part"], sort=True)["w"].sum().reset_index()
-        best = best.sort_values(["src", "w", "part"], ascending=[True, False, True]).drop_duplicates("src")
+        best = best.sort_values(
+            ["src", "w", "part"], ascending=[True, False, True]
+        ).drop_duplicates("src")
         parts = parts.copy()
         parts[best["src"].to_numpy()] = best["part"].to_numpy()
     # Members of a community without any solid link keep the community as it was.
@@ -127,20 +131,36 @@ def detect_rings(
     [0, 0]
     """
     empty = pd.DataFrame({CONTRIBUTOR: pd.Series(dtype=str), RING_INDEX: pd.Series(dtype=np.int64)})
-    stars = strong_links if strong_links is not None else pd.DataFrame(
-        {CONTRIBUTOR: pd.Series(dtype=str), "strong_key": pd.Series(dtype=str)}
+    stars = (
+        strong_links
+        if strong_links is not None
+        else pd.DataFrame({CONTRIBUTOR: pd.Series(dtype=str), "strong_key": pd.Series(dtype=str)})
     )
     if pairs.empty and stars.empty:
         return empty
     starred = stars[CONTRIBUTOR].to_numpy(str)
     names = np.unique(np.concatenate([pairs["a"].to_numpy(str), pairs["b"].to_numpy(str), starred]))
-    edges = np.column_stack(
-        [np.searchsorted(names, pairs["a"].to_numpy(str)), np.searchsorted(names, pairs["b"].to_numpy(str))]
-    ).astype(np.int64).reshape(-1, 2)
+    edges = (
+        np.column_stack(
+            [
+                np.searchsorted(names, pairs["a"].to_numpy(str)),
+                np.searchsorted(names, pairs["b"].to_numpy(str)),
+            ]
+        )
+        .astype(np.int64)
+        .reshape(-1, 2)
+    )
     weights = pairs["weight"].to_numpy(float)
-    star_edges = np.column_stack(
-        [np.searchsorted(names, starred), np.unique(stars["strong_key"].to_numpy(str), return_inverse=True)[1]]
-    ).astype(np.int64).reshape(-1, 2)
+    star_edges = (
+        np.column_stack(
+            [
+                np.searchsorted(names, starred),
+                np.unique(stars["strong_key"].to_numpy(str), return_inverse=True)[1],
+            ]
+        )
+        .astype(np.int64)
+        .reshape(-1, 2)
+    )
     groups = _strong_groups(len(names), edges, pairs["strong"].to_numpy(bool), star_edges)
 
     # Contract strong groups into one vertex each; internal weight becomes a self-loop.

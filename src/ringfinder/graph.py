@@ -67,7 +67,8 @@ def identifiers_sql(config: Config) -> str:
         f"WHEN {sql_literal(kind)} THEN {spec.hub_cap}" for kind, spec in config.input.kinds.items()
     )
     weights = " ".join(
-        f"WHEN {sql_literal(kind)} THEN {spec.weight!r}" for kind, spec in config.input.kinds.items()
+        f"WHEN {sql_literal(kind)} THEN {spec.weight!r}"
+        for kind, spec in config.input.kinds.items()
     )
     sharable = [
         sql_literal(kind)
@@ -75,10 +76,17 @@ def identifiers_sql(config: Config) -> str:
         if spec.resolved_role(kind) in ("device", "ip")
     ]
     sharable_list = ", ".join(sharable) or "NULL"
-    ips = ", ".join(
-        sql_literal(kind) for kind, spec in config.input.kinds.items() if spec.resolved_role(kind) == "ip"
-    ) or "NULL"
-    strong = ", ".join(sql_literal(k) for k, spec in config.input.kinds.items() if spec.strong) or "NULL"
+    ips = (
+        ", ".join(
+            sql_literal(kind)
+            for kind, spec in config.input.kinds.items()
+            if spec.resolved_role(kind) == "ip"
+        )
+        or "NULL"
+    )
+    strong = (
+        ", ".join(sql_literal(k) for k, spec in config.input.kinds.items() if spec.strong) or "NULL"
+    )
     return f"""
     WITH degree AS (
         SELECT kind, identifier, count(*) AS degree FROM edges GROUP BY ALL
@@ -211,7 +219,9 @@ def build_graph(con: duckdb.DuckDBPyConnection, *, config: Config) -> GraphStats
     if config.input.target:
         con.execute(f"CREATE OR REPLACE TABLE lockstep_pairs AS {lockstep_pairs_sql(config)}")
     else:
-        con.execute("CREATE OR REPLACE TABLE lockstep_pairs (a VARCHAR, b VARCHAR, co_targets BIGINT)")
+        con.execute(
+            "CREATE OR REPLACE TABLE lockstep_pairs (a VARCHAR, b VARCHAR, co_targets BIGINT)"
+        )
     con.execute(f"CREATE OR REPLACE TABLE pairs AS {pairs_sql(config)}")
     con.execute(f"CREATE OR REPLACE TABLE strong_links AS {strong_links_sql()}")
 
@@ -232,4 +242,3 @@ def build_graph(con: duckdb.DuckDBPyConnection, *, config: Config) -> GraphStats
         pairs=n_pairs,
         lockstep_pairs=n_lockstep,
     )
-

@@ -8,6 +8,7 @@ UDF that DuckDB calls only for the rare values that contain a colon.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 from collections.abc import Callable, Iterable, Sequence
 from functools import lru_cache
@@ -84,16 +85,20 @@ def _vectorised(function: Callable[[str | None], str | None]) -> Callable[[pa.Ar
 def register_functions(con: duckdb.DuckDBPyConnection) -> None:
     """Make the Python helpers that the SQL normalisers call known to ``con``."""
     for name, function in ((IPV6_FUNCTION, canonical_ipv6), (IPV6_PREFIX_FUNCTION, ipv6_prefix)):
-        try:
+        # Already registered on this connection: nothing to do.
+        with contextlib.suppress(duckdb.CatalogException):
             # "special": the helpers return NULL for text that is not an address; with the
             # default handling DuckDB raises on any NULL a UDF returns. (The enum for it moved
             # between DuckDB releases; the string works in all of them.)
             con.create_function(  # type: ignore[call-overload]
-                name, _vectorised(function), ["VARCHAR"], "VARCHAR", type="arrow",
-                null_handling="special", side_effects=False,
+                name,
+                _vectorised(function),
+                ["VARCHAR"],
+                "VARCHAR",
+                type="arrow",
+                null_handling="special",
+                side_effects=False,
             )
-        except duckdb.CatalogException:
-            pass  # already registered on this connection
 
 
 def _ip_query(values: str) -> str:
@@ -153,7 +158,9 @@ def _email_sql(config: InputConfig) -> str:
         local = f"split_part({local}, '+', 1)"
     if config.email_dotless_domains:
         domains = ", ".join(sql_literal(d.lower()) for d in config.email_dotless_domains)
-        local = f"(CASE WHEN {domain} IN ({domains}) THEN replace({local}, '.', '') ELSE {local} END)"
+        local = (
+            f"(CASE WHEN {domain} IN ({domains}) THEN replace({local}, '.', '') ELSE {local} END)"
+        )
     valid = "regexp_full_match(f, '[^@\\s]+@[^@\\s]+\\.[^@\\s]+')"
     # The local part can end up empty ("+tag@gmail.com"): that is no address.
     return f"(CASE WHEN {valid} AND {local} <> '' THEN {local} || '@' || {domain} END)"
@@ -221,6 +228,8 @@ def normalise_values(
     con.execute("CREATE TABLE v (i INTEGER, x VARCHAR)")
     con.executemany("INSERT INTO v VALUES (?, ?)", list(enumerate(items)))
     mapping = normalise_query(normaliser, "v", "x", config)
-    rows = con.execute(f"SELECT m.norm FROM v LEFT JOIN ({mapping}) m ON m.raw = v.x ORDER BY v.i").fetchall()
+    rows = con.execute(
+        f"SELECT m.norm FROM v LEFT JOIN ({mapping}) m ON m.raw = v.x ORDER BY v.i"
+    ).fetchall()
     con.close()
     return [row[0] for row in rows]

@@ -65,7 +65,9 @@ def connect(config: Config) -> duckdb.DuckDBPyConnection:
     return con
 
 
-def _ring_tables(rings: pd.DataFrame, members: pd.DataFrame, ids: dict[int, str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _ring_tables(
+    rings: pd.DataFrame, members: pd.DataFrame, ids: dict[int, str]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Name rings by id, derive the evidence columns and order both tables for output."""
     rings = rings.assign(ring_id=rings["ring_index"].map(ids))
     size = rings["size"].to_numpy(float)
@@ -80,8 +82,12 @@ def _ring_tables(rings: pd.DataFrame, members: pd.DataFrame, ids: dict[int, str]
     rings["time_span_days"] = span.round(3)
     links = rings["links"].fillna(0).to_numpy(float)
     strong = rings["strong_links"].fillna(0).to_numpy(float)
-    rings["strong_link_share"] = np.round(np.divide(strong, links, out=np.zeros_like(links), where=links > 0), 3)
-    rings = rings.sort_values(["ring_score", "ring_id"], ascending=[False, True]).reset_index(drop=True)
+    rings["strong_link_share"] = np.round(
+        np.divide(strong, links, out=np.zeros_like(links), where=links > 0), 3
+    )
+    rings = rings.sort_values(["ring_score", "ring_id"], ascending=[False, True]).reset_index(
+        drop=True
+    )
     members = members.assign(ring_id=members["ring_index"].map(ids))
     members = members.sort_values(CONTRIBUTOR).reset_index(drop=True)
     return rings, members
@@ -144,10 +150,16 @@ def run_detect(
             if frame is not None:
                 con.register("rf_input_frame", frame)
             ingest = read_events(
-                con, inputs, config=config.input, sql=sql,
-                relation="rf_input_frame" if frame is not None else None, privacy=privacy,
+                con,
+                inputs,
+                config=config.input,
+                sql=sql,
+                relation="rf_input_frame" if frame is not None else None,
+                privacy=privacy,
             )
-            _check_bad_fraction(ingest.rows_read, ingest.rows_quarantined, ingest.quarantine_reasons, config)
+            _check_bad_fraction(
+                ingest.rows_read, ingest.rows_quarantined, ingest.quarantine_reasons, config
+            )
         with _timed("graph", timings, report):
             stats = build_graph(con, config=config)
         with _timed("detect", timings, report):
@@ -167,7 +179,8 @@ def run_detect(
                 rings, members = _ring_tables(rings, members, ids)
                 members["action"] = assign_actions(members, config.score.bands)
                 evidence, timeline = (
-                    frame.assign(ring_id=frame.pop("ring_index").map(ids)) for frame in ring_evidence(con)
+                    frame.assign(ring_id=frame.pop("ring_index").map(ids))
+                    for frame in ring_evidence(con)
                 )
         quarantine = con.execute("SELECT * FROM quarantine ORDER BY source, row, reason").df()
     finally:
@@ -208,30 +221,59 @@ def run_detect(
     if history is not None:
         with _timed("history", timings, report):
             run_id = run_id_for(manifest, members)
-            record_run(history, run_id=run_id, members=members, rings=rings, manifest=manifest,
-                       lineage=lineage)
+            record_run(
+                history,
+                run_id=run_id,
+                members=members,
+                rings=rings,
+                manifest=manifest,
+                lineage=lineage,
+            )
         manifest["run_id"] = run_id
-    result = RunResult(members=members, rings=rings, quarantine=quarantine[list(QUARANTINE_COLUMNS)],
-                       manifest=manifest, evidence=evidence, timeline=timeline, out_dir=out_dir,
-                       timings=timings)
+    result = RunResult(
+        members=members,
+        rings=rings,
+        quarantine=quarantine[list(QUARANTINE_COLUMNS)],
+        manifest=manifest,
+        evidence=evidence,
+        timeline=timeline,
+        out_dir=out_dir,
+        timings=timings,
+    )
     if out_dir is not None:
         with _timed("write", timings, report), atomic_folder(Path(out_dir)) as staging:
-            write_outputs(staging, members=members, rings=rings, quarantine=result.quarantine,
-                          manifest=manifest, parquet=config.output.parquet)
+            write_outputs(
+                staging,
+                members=members,
+                rings=rings,
+                quarantine=result.quarantine,
+                manifest=manifest,
+                parquet=config.output.parquet,
+            )
             evidence.to_parquet(staging / "evidence.parquet", index=False)
             timeline.to_parquet(staging / "timeline.parquet", index=False)
             if config.output.html:
-                write_report(staging, rings=rings, members=members, evidence=evidence,
-                             timeline=timeline, manifest=manifest,
-                             max_pages=config.output.max_ring_pages,
-                             history=history_table(history) if history is not None else None)
+                write_report(
+                    staging,
+                    rings=rings,
+                    members=members,
+                    evidence=evidence,
+                    timeline=timeline,
+                    manifest=manifest,
+                    max_pages=config.output.max_ring_pages,
+                    history=history_table(history) if history is not None else None,
+                )
     return result
 
 
-def _check_bad_fraction(read: int, quarantined: int, reasons: dict[str, int], config: Config) -> None:
+def _check_bad_fraction(
+    read: int, quarantined: int, reasons: dict[str, int], config: Config
+) -> None:
     limit = config.input.max_bad_fraction
     if read and quarantined / read > limit:
-        top = ", ".join(f"{reason}: {n}" for reason, n in sorted(reasons.items(), key=lambda kv: -kv[1])[:3])
+        top = ", ".join(
+            f"{reason}: {n}" for reason, n in sorted(reasons.items(), key=lambda kv: -kv[1])[:3]
+        )
         raise InputError(
             f"{quarantined} of {read} rows ({quarantined / read:.1%}) were rejected, more than "
             f"input.max_bad_fraction = {limit}; {top}"

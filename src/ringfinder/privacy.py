@@ -68,6 +68,10 @@ def register_pseudonym_function(con: duckdb.DuckDBPyConnection, key: bytes) -> N
         return None if value is None or domain is None else pseudonym(key, domain, value)
 
     con.create_function(  # type: ignore[call-overload]
-        PSEUDONYM_FUNCTION, token, ["VARCHAR", "VARCHAR"], "VARCHAR",
-        null_handling="special", side_effects=False,
+        PSEUDONYM_FUNCTION,
+        token,
+        ["VARCHAR", "VARCHAR"],
+        "VARCHAR",
+        null_handling="special",
+        side_effects=False,
     )

@@ -15,7 +15,6 @@ KIND = "kind"
 IDENTIFIER = "identifier"
 
 
-
 def identifier_column(kind: str) -> str:
     """Name of the ``events`` column that holds the normalised identifiers of ``kind``."""
     return f"id_{kind}"

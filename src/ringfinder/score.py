@@ -100,10 +100,12 @@ def ring_features_sql(config: Config) -> str:
             f"count(DISTINCT {CONTRIBUTOR}) FILTER (WHERE role = '{role}' AND ring_users >= 2 AND NOT hub) "
             f"AS covered_{role}"
         )
-        role_columns.append(f"count(DISTINCT identifier) FILTER (WHERE role = '{role}') AS distinct_{role}")
+        role_columns.append(
+            f"count(DISTINCT identifier) FILTER (WHERE role = '{role}') AS distinct_{role}"
+        )
     return f"""
     WITH usage AS (
-        SELECT ring_index, {', '.join(role_columns)},
+        SELECT ring_index, {", ".join(role_columns)},
             max(ring_users) FILTER (WHERE role = 'payment') AS max_payment_users,
             sum(ring_users) FILTER (WHERE ring_users >= 2 AND NOT hub) AS inside_uses,
             sum(degree) FILTER (WHERE ring_users >= 2 AND NOT hub) AS all_uses,
@@ -151,7 +153,9 @@ def ring_features_sql(config: Config) -> str:
     """
 
 
-def _evidence(f: pd.DataFrame, config: Config) -> tuple[dict[Reason, np.ndarray], dict[Reason, np.ndarray]]:
+def _evidence(
+    f: pd.DataFrame, config: Config
+) -> tuple[dict[Reason, np.ndarray], dict[Reason, np.ndarray]]:
     """Strength in [0, 1] of each piece of evidence per ring, split into strong and weak."""
     s = config.score
     n = f["size"].to_numpy(float)
@@ -163,8 +167,12 @@ def _evidence(f: pd.DataFrame, config: Config) -> tuple[dict[Reason, np.ndarray]
     burst = f["burst_members"].to_numpy(float) / n
     known_bad = f["known_bad_members"].fillna(0).to_numpy(float)
     inside = f["inside_uses"].fillna(0).to_numpy(float)
-    closed = np.divide(inside, f["all_uses"].fillna(0).to_numpy(float), out=np.zeros_like(n),
-                       where=f["all_uses"].fillna(0).to_numpy(float) > 0)
+    closed = np.divide(
+        inside,
+        f["all_uses"].fillna(0).to_numpy(float),
+        out=np.zeros_like(n),
+        where=f["all_uses"].fillna(0).to_numpy(float) > 0,
+    )
     shared_roles = sum((f[f"shared_{role}"].to_numpy(float) > 0).astype(float) for role in ROLES)
 
     # A farm is bigger than a household (2-4 accounts) and has far more accounts than devices.
@@ -174,7 +182,9 @@ def _evidence(f: pd.DataFrame, config: Config) -> tuple[dict[Reason, np.ndarray]
         Reason.SHARED_PAYOUT: s.weight_shared_payout * cover["payment"],
         Reason.PAYOUT_CONSOLIDATION: s.weight_shared_payout * consolidation,
         Reason.LOCKSTEP: s.weight_lockstep * f["lockstep_members"].fillna(0).to_numpy(float) / n,
-        Reason.KNOWN_BAD: s.weight_known_bad * np.clip(0.5 + 0.5 * known_bad / n, 0, 1) * (known_bad > 0),
+        Reason.KNOWN_BAD: s.weight_known_bad
+        * np.clip(0.5 + 0.5 * known_bad / n, 0, 1)
+        * (known_bad > 0),
         Reason.DEVICE_FARM: s.weight_device_farm * farm,
     }
     weak = {
@@ -195,14 +205,24 @@ def _noisy_or(parts: dict[Reason, np.ndarray], size: int) -> np.ndarray:
     return 1.0 - keep
 
 
-def _reasons(contributions: dict[Reason, np.ndarray], mitigations: dict[Reason, np.ndarray]) -> list[str]:
+def _reasons(
+    contributions: dict[Reason, np.ndarray], mitigations: dict[Reason, np.ndarray]
+) -> list[str]:
     codes = list(contributions)
     matrix = np.column_stack([contributions[c] for c in codes])
     reasons = []
-    for row, mitigation_row in zip(matrix, np.column_stack(list(mitigations.values())), strict=True):
-        order = sorted((-v, c.value) for v, c in zip(row, codes, strict=True) if v >= MIN_CONTRIBUTION)
+    for row, mitigation_row in zip(
+        matrix, np.column_stack(list(mitigations.values())), strict=True
+    ):
+        order = sorted(
+            (-v, c.value) for v, c in zip(row, codes, strict=True) if v >= MIN_CONTRIBUTION
+        )
         names = [code for _, code in order]
-        names += [m.value for m, share in zip(mitigations, mitigation_row, strict=True) if share >= MITIGATION_SHARE]
+        names += [
+            m.value
+            for m, share in zip(mitigations, mitigation_row, strict=True)
+            if share >= MITIGATION_SHARE
+        ]
         reasons.append(";".join(names))
     return reasons
 
@@ -214,7 +234,9 @@ def score_ring_features(features: pd.DataFrame, *, config: Config) -> pd.DataFra
     strong, weak = _evidence(features, config)
     infra = features["infra_share"].fillna(0).to_numpy(float)
     independent = features["independent_share"].fillna(0).to_numpy(float)
-    damping = (1 - s.infrastructure_damping * infra) * (1 - s.independent_payout_damping * independent)
+    damping = (1 - s.infrastructure_damping * infra) * (
+        1 - s.independent_payout_damping * independent
+    )
     weak = {code: value * damping for code, value in weak.items()}
     # Weak evidence alone never reaches a flag: it has honest lookalikes (a family on one PC).
     weak_part = np.minimum(_noisy_or(weak, size), s.weak_ceiling)
@@ -261,7 +283,9 @@ def score_rings(
     features = con.execute(ring_features_sql(config)).df()
     rings = score_ring_features(features, config=config)
     members = con.execute(f"SELECT * FROM member_features ORDER BY {CONTRIBUTOR}").df()
-    members = members.merge(rings[["ring_index", "ring_score", "flagged", "reasons"]], on="ring_index")
+    members = members.merge(
+        rings[["ring_index", "ring_score", "flagged", "reasons"]], on="ring_index"
+    )
     top = members.groupby("ring_index")["strength"].transform("max")
     share = np.divide(members["strength"], top, out=np.zeros(len(members)), where=top > 0)
     members["member_score"] = np.round(members["ring_score"] * (0.5 + 0.5 * share), 6)
