@@ -26,15 +26,26 @@ from ringfinder.ingest import read_known_bad
 from ringfinder.lineage import read_run_members
 from ringfinder.pipeline import run_detect
 from ringfinder.synth import Scenario
-from ringfinder.visualize import explain_ring
 from ringfinder.synth import generate as generate_scenario
+from ringfinder.visualize import explain_ring
 
 F = TypeVar("F", bound=Callable[..., Any])
 stderr = Console(stderr=True)
 
 
+MAX_ERROR_CHARS = 2000
+
+
+def _one_line(message: str) -> str:
+    """The message on one line: control characters escaped (so a hostile column name can
+    neither break the line nor drive the terminal), and cut to a readable length."""
+    cut = message[:MAX_ERROR_CHARS]
+    text = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in cut)
+    return text + ("…" if len(message) > MAX_ERROR_CHARS else "")
+
+
 def _fail(message: str, code: int) -> None:
-    click.echo(f"ringfinder: error: {message}", err=True)
+    click.echo(f"ringfinder: error: {_one_line(message)}", err=True)
     sys.exit(code)
 
 
@@ -50,9 +61,15 @@ def reports_errors(command: F) -> F:
         except duckdb.Error as exc:
             _fail(f"data engine: {str(exc).strip().splitlines()[0]}", 1)
         except MemoryError:
-            _fail("out of memory; set resources.memory_limit and resources.temp_directory to spill", 1)
+            _fail(
+                "out of memory; set resources.memory_limit and resources.temp_directory to spill", 1
+            )
         except OSError as exc:
             _fail(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "), 1)
+        except click.ClickException:
+            raise
+        except Exception as exc:  # a bug: still one line, never a traceback
+            _fail(f"internal error ({type(exc).__name__}: {exc}); please report it", 1)
         return None
 
     return wrapper  # type: ignore[return-value]
@@ -68,7 +85,9 @@ def _stage(name: str) -> Iterator[None]:
 def _config(path: Path | None, seed: int | None) -> Config:
     config = load_config(path)
     if seed is not None:
-        config = config.model_copy(update={"detect": config.detect.model_copy(update={"seed": seed})})
+        config = config.model_copy(
+            update={"detect": config.detect.model_copy(update={"seed": seed})}
+        )
     return config
 
 
@@ -80,23 +99,47 @@ def main() -> None:
 
 @main.command()
 @click.argument("inputs", nargs=-1, type=click.Path(path_type=Path))
-@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path, file_okay=False),
-              help="Folder for the outputs (replaced atomically).")
-@click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False),
-              help="TOML config; the documented defaults when omitted.")
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Folder for the outputs (replaced atomically).",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="TOML config; the documented defaults when omitted.",
+)
 @click.option("--sql", help="A DuckDB query whose result is the input, instead of files.")
 @click.option("--seed", type=int, help="Override detect.seed.")
-@click.option("--known-bad", type=click.Path(path_type=Path, dir_okay=False),
-              help="Contributor ids already banned (one per line, or CSV with contributor_id).")
+@click.option(
+    "--known-bad",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Contributor ids already banned (one per line, or CSV with contributor_id).",
+)
 @click.option("--no-html", is_flag=True, help="Skip report.html and the ring pages.")
-@click.option("--previous", "previous_dir", type=click.Path(path_type=Path, file_okay=False),
-              help="Folder of the previous detect run: a ring that is the same ring keeps its id "
-                   "(default: the last run in output.history, if set).")
+@click.option(
+    "--previous",
+    "previous_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Folder of the previous detect run: a ring that is the same ring keeps its id "
+    "(default: the last run in output.history, if set).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
 @reports_errors
-def detect(inputs: tuple[Path, ...], out_dir: Path, config_path: Path | None, sql: str | None,
-           seed: int | None, known_bad: Path | None, no_html: bool, previous_dir: Path | None,
-           as_json: bool) -> None:
+def detect(
+    inputs: tuple[Path, ...],
+    out_dir: Path,
+    config_path: Path | None,
+    sql: str | None,
+    seed: int | None,
+    known_bad: Path | None,
+    no_html: bool,
+    previous_dir: Path | None,
+    as_json: bool,
+) -> None:
     """Find and score rings in event exports (CSV, Parquet, JSON lines, globs, folders).
 
     Example: ringfinder detect fixtures/sample/events.csv.gz --config fixtures/sample/config.toml --out out
@@ -107,15 +150,34 @@ def detect(inputs: tuple[Path, ...], out_dir: Path, config_path: Path | None, sq
         raise ConfigError("give either input files or --sql, not both")
     config = _config(config_path, seed)
     if no_html:
-        config = config.model_copy(update={"output": config.output.model_copy(update={"html": False})})
+        config = config.model_copy(
+            update={"output": config.output.model_copy(update={"html": False})}
+        )
     banned = read_known_bad(known_bad) if known_bad else []
     previous = read_run_members(previous_dir) if previous_dir else None
-    result = run_detect(inputs, config=config, out_dir=out_dir, sql=sql, report=_stage,
-                        known_bad=banned, previous=previous)
+    result = run_detect(
+        inputs,
+        config=config,
+        out_dir=out_dir,
+        sql=sql,
+        report=_stage,
+        known_bad=banned,
+        previous=previous,
+    )
     m = result.manifest
     if as_json:
-        summary = {k: m[k] for k in ("rows", "contributors", "rings", "flagged_rings",
-                                     "flagged_contributors", "lineage", "timings_seconds")}
+        summary = {
+            k: m[k]
+            for k in (
+                "rows",
+                "contributors",
+                "rings",
+                "flagged_rings",
+                "flagged_contributors",
+                "lineage",
+                "timings_seconds",
+            )
+        }
         summary["out_dir"] = str(out_dir)
         click.echo(json.dumps(summary, sort_keys=True))
         return
@@ -135,32 +197,76 @@ def detect(inputs: tuple[Path, ...], out_dir: Path, config_path: Path | None, sq
 
 @main.command()
 @click.argument("run_dir", type=click.Path(path_type=Path, file_okay=False))
-@click.option("--labels", required=True, type=click.Path(path_type=Path, dir_okay=False),
-              help="contributor_id, label (fraud/benign or 1/0), optional ring_id and segments.")
-@click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False),
-              help="Where eval.json and eval.html go (default: RUN_DIR).")
-@click.option("--fp-rate", "fp_budget_rate", type=click.FloatRange(0, 1),
-              help="Budget: the largest benign false-positive rate allowed.")
-@click.option("--fp-per-10k", type=click.FloatRange(min=0),
-              help="Budget: flagged honest contributors per 10,000.")
-@click.option("--capacity", "review_capacity", type=click.IntRange(min=0),
-              help="Review capacity: at most this many flagged contributors.")
-@click.option("--unlabelled-benign", is_flag=True, help="Count contributors without a label as benign.")
-@click.option("--k", "ks", type=click.IntRange(min=1), multiple=True, default=(10, 50, 100, 500),
-              show_default=True, help="Review queue sizes for precision at k.")
-@click.option("--segment", "segments", multiple=True, help="Label columns to break false positives down by.")
+@click.option(
+    "--labels",
+    required=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="contributor_id, label (fraud/benign or 1/0), optional ring_id and segments.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Where eval.json and eval.html go (default: RUN_DIR).",
+)
+@click.option(
+    "--fp-rate",
+    "fp_budget_rate",
+    type=click.FloatRange(0, 1),
+    help="Budget: the largest benign false-positive rate allowed.",
+)
+@click.option(
+    "--fp-per-10k",
+    type=click.FloatRange(min=0),
+    help="Budget: flagged honest contributors per 10,000.",
+)
+@click.option(
+    "--capacity",
+    "review_capacity",
+    type=click.IntRange(min=0),
+    help="Review capacity: at most this many flagged contributors.",
+)
+@click.option(
+    "--unlabelled-benign", is_flag=True, help="Count contributors without a label as benign."
+)
+@click.option(
+    "--k",
+    "ks",
+    type=click.IntRange(min=1),
+    multiple=True,
+    default=(10, 50, 100, 500),
+    show_default=True,
+    help="Review queue sizes for precision at k.",
+)
+@click.option(
+    "--segment", "segments", multiple=True, help="Label columns to break false positives down by."
+)
 @reports_errors
-def evaluate(run_dir: Path, labels: Path, out_dir: Path | None, fp_budget_rate: float | None,
-             fp_per_10k: float | None, review_capacity: int | None, unlabelled_benign: bool,
-             ks: tuple[int, ...], segments: tuple[str, ...]) -> None:
+def evaluate(
+    run_dir: Path,
+    labels: Path,
+    out_dir: Path | None,
+    fp_budget_rate: float | None,
+    fp_per_10k: float | None,
+    review_capacity: int | None,
+    unlabelled_benign: bool,
+    ks: tuple[int, ...],
+    segments: tuple[str, ...],
+) -> None:
     """Measure a finished detect run against labels: precision, recall, thresholds, costs.
 
     Example: ringfinder evaluate out/sample --labels fixtures/sample/labels.csv --fp-rate 0.001
     """
     result = evaluate_run(
-        run_dir, labels, out_dir=out_dir or run_dir, fp_budget_rate=fp_budget_rate,
-        fp_per_10k=fp_per_10k, review_capacity=review_capacity,
-        unlabelled_benign=unlabelled_benign, ks=ks, segment_columns=segments or None,
+        run_dir,
+        labels,
+        out_dir=out_dir or run_dir,
+        fp_budget_rate=fp_budget_rate,
+        fp_per_10k=fp_per_10k,
+        review_capacity=review_capacity,
+        unlabelled_benign=unlabelled_benign,
+        ks=ks,
+        segment_columns=segments or None,
     )
     for name, value in result.summary_rows():
         click.echo(f"{name:<36} {value}")
@@ -179,7 +285,7 @@ def _scenario(path: Path | None, overrides: dict[str, Any]) -> Scenario:
     unknown = sorted(set(fields) - known)
     if unknown:
         raise ConfigError(f"{path or 'scenario'}: unknown key(s): {', '.join(unknown)}")
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
+    values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
     try:
         return Scenario(**values)
     except TypeError as exc:
@@ -187,22 +293,49 @@ def _scenario(path: Path | None, overrides: dict[str, Any]) -> Scenario:
 
 
 @main.command()
-@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path, file_okay=False),
-              help="Folder for events, labels.csv and config.toml.")
-@click.option("--contributors", type=click.IntRange(min=1), help="Total contributors (default 5000).")
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Folder for events, labels.csv and config.toml.",
+)
+@click.option(
+    "--contributors", type=click.IntRange(min=1), help="Total contributors (default 5000)."
+)
 @click.option("--days", type=click.IntRange(min=1), help="Length of the window in days.")
 @click.option("--events-per-contributor", type=click.FloatRange(min=1), help="Mean events each.")
-@click.option("--scenario", "scenario_path", type=click.Path(path_type=Path, dir_okay=False),
-              help="TOML file of Scenario fields (ring counts and sizes, lookalike rates, mess).")
+@click.option(
+    "--scenario",
+    "scenario_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="TOML file of Scenario fields (ring counts and sizes, lookalike rates, mess).",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--format", "fmt", type=click.Choice(["parquet", "csv", "csv.gz"]), default="parquet",
-              show_default=True)
-@click.option("--rename", multiple=True, metavar="COLUMN=NAME",
-              help="Write a column under another name, to imitate a foreign export.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["parquet", "csv", "csv.gz"]),
+    default="parquet",
+    show_default=True,
+)
+@click.option(
+    "--rename",
+    multiple=True,
+    metavar="COLUMN=NAME",
+    help="Write a column under another name, to imitate a foreign export.",
+)
 @reports_errors
-def generate(out_dir: Path, contributors: int | None, days: int | None,
-             events_per_contributor: float | None, scenario_path: Path | None, seed: int, fmt: str,
-             rename: tuple[str, ...]) -> None:
+def generate(
+    out_dir: Path,
+    contributors: int | None,
+    days: int | None,
+    events_per_contributor: float | None,
+    scenario_path: Path | None,
+    seed: int,
+    fmt: str,
+    rename: tuple[str, ...],
+) -> None:
     """Write synthetic events with planted rings and honest lookalikes, their labels and a config.
 
     Example: ringfinder generate --out data/demo --contributors 200000 --seed 7
@@ -213,10 +346,17 @@ def generate(out_dir: Path, contributors: int | None, days: int | None,
         if not sep or not column or not name:
             raise ConfigError(f"--rename {item!r}: expected COLUMN=NAME")
         columns[column] = name
-    scenario = _scenario(scenario_path, {
-        "contributors": contributors, "days": days, "events_per_contributor": events_per_contributor,
-    })
-    result = generate_scenario(out_dir, scenario=scenario, seed=seed, fmt=fmt, columns=columns or None)  # type: ignore[arg-type]
+    scenario = _scenario(
+        scenario_path,
+        {
+            "contributors": contributors,
+            "days": days,
+            "events_per_contributor": events_per_contributor,
+        },
+    )
+    result = generate_scenario(
+        out_dir, scenario=scenario, seed=seed, fmt=fmt, columns=columns or None
+    )  # type: ignore[arg-type]
     click.echo(
         f"{result.events} events of {result.contributors} contributors "
         f"({result.fraud_contributors} in {sum(result.rings.values())} planted rings) "
@@ -245,8 +385,12 @@ def _echo_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
 
 @main.command()
 @click.argument("db_path", required=False, type=click.Path(path_type=Path, dir_okay=False))
-@click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False),
-              help="TOML config whose output.history names the file (instead of DB_PATH).")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="TOML config whose output.history names the file (instead of DB_PATH).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per run.")
 @reports_errors
 def history(db_path: Path | None, config_path: Path | None, as_json: bool) -> None:
@@ -271,9 +415,15 @@ def history(db_path: Path | None, config_path: Path | None, as_json: bool) -> No
         return f"{value:+.3f}" if isinstance(value, float) else str(value)
 
     rows = [
-        tuple([str(r.run_id), r.recorded_at.strftime("%Y-%m-%d %H:%M"),
-               *(cell(getattr(r, c)) for c in HISTORY_COLUMNS[2:-2]),
-               cell(r.mean_flagged_score).lstrip("+"), cell(r.score_drift)])
+        tuple(
+            [
+                str(r.run_id),
+                r.recorded_at.strftime("%Y-%m-%d %H:%M"),
+                *(cell(getattr(r, c)) for c in HISTORY_COLUMNS[2:-2]),
+                cell(r.mean_flagged_score).lstrip("+"),
+                cell(r.score_drift),
+            ]
+        )
         for r in table.itertuples(index=False)
     ]
     _echo_table(HISTORY_COLUMNS, rows)
@@ -282,8 +432,13 @@ def history(db_path: Path | None, config_path: Path | None, as_json: bool) -> No
 @main.command()
 @click.argument("old_run", type=click.Path(path_type=Path, file_okay=False))
 @click.argument("new_run", type=click.Path(path_type=Path, file_okay=False))
-@click.option("--min-overlap", type=click.FloatRange(0, 1, min_open=True), default=0.5,
-              show_default=True, help="Jaccard similarity at which two rings are the same ring.")
+@click.option(
+    "--min-overlap",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=0.5,
+    show_default=True,
+    help="Jaccard similarity at which two rings are the same ring.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the diff as JSON.")
 @reports_errors
 def diff(old_run: Path, new_run: Path, min_overlap: float, as_json: bool) -> None:

@@ -6,6 +6,7 @@ injection); Parquet and JSON keep the raw values.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import shutil
@@ -16,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 
+from ringfinder.errors import ConfigError
 from ringfinder.schema import FORMULA_START, MEMBERS_COLUMNS, QUARANTINE_COLUMNS, RINGS_COLUMNS
 
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
@@ -57,7 +59,8 @@ def write_table(frame: pd.DataFrame, folder: Path, name: str, *, parquet: bool) 
 
 def rule_input_lines(members: pd.DataFrame) -> Iterator[str]:
     """One JSON object per flagged contributor, for rule engines."""
-    flagged = members[members["flagged"]].sort_values("contributor_id")
+    # astype(bool): an empty object column would index columns, not rows (no rings found).
+    flagged = members[members["flagged"].astype(bool)].sort_values("contributor_id")
     for row in flagged.itertuples(index=False):
         record: dict[str, Any] = {
             "contributor_id": row.contributor_id,
@@ -71,11 +74,43 @@ def rule_input_lines(members: pd.DataFrame) -> Iterator[str]:
         yield json.dumps(record, ensure_ascii=False, sort_keys=True)
 
 
+def _pid_alive(pid: int) -> bool:
+    if os.name != "posix":
+        return True  # no safe check here: leave the folder alone
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # it exists, under another user
+    return True
+
+
+def _clean_stale(target: Path) -> None:
+    """Clear what killed runs left beside ``target``: ``.NAME.tmp-PID`` staging folders go,
+    and ``.NAME.old-PID`` goes too, unless the run died between moving the previous output
+    aside and moving the new one in: then it is the output, and goes back in place."""
+    for path in sorted(target.parent.glob(f".{glob.escape(target.name)}.*-*")):
+        mark, _, pid = path.name[len(target.name) + 1 :].rpartition("-")
+        if mark not in (".tmp", ".old") or not pid.isdigit() or _pid_alive(int(pid)):
+            continue
+        if mark == ".old" and not target.exists():
+            path.rename(target)
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+
+
 @contextmanager
 def atomic_folder(target: Path) -> Iterator[Path]:
     """Yield a fresh folder beside ``target``; on success it replaces ``target`` whole."""
     target = target.resolve()
     target.parent.mkdir(parents=True, exist_ok=True)
+    _clean_stale(target)
+    if target.is_dir() and any(target.iterdir()) and not (target / "manifest.json").is_file():
+        raise ConfigError(
+            f"{target}: folder exists and is not a ringfinder output (no manifest.json); "
+            f"--out must name a new or empty folder, or an earlier output to replace"
+        )
     staging = target.parent / f".{target.name}.tmp-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()

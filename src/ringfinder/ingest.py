@@ -7,8 +7,10 @@ rows read = accepted + quarantined + exact duplicates.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import glob
+import gzip
 import hashlib
 import logging
 from collections.abc import Sequence
@@ -45,8 +47,20 @@ FORMATS = {
 META = ("rf_source", "rf_row")
 JSON_LINE = "rf_line"
 # json_type raises on invalid JSON, and AND does not short-circuit: guard it with CASE.
-JSON_IS_OBJECT = f"coalesce(CASE WHEN json_valid({JSON_LINE}) THEN json_type({JSON_LINE}) END = 'OBJECT', false)"
+JSON_IS_OBJECT = (
+    f"coalesce(CASE WHEN json_valid({JSON_LINE}) THEN json_type({JSON_LINE}) END = 'OBJECT', false)"
+)
 EARLIEST, LATEST = "1990-01-01", "2100-01-01"
+# DuckDB reads UTF-8 only; these byte-order marks say a text file is in another encoding.
+FOREIGN_BOMS = (
+    (codecs.BOM_UTF32_LE, "UTF-32"),
+    (codecs.BOM_UTF32_BE, "UTF-32"),
+    (codecs.BOM_UTF16_LE, "UTF-16"),
+    (codecs.BOM_UTF16_BE, "UTF-16"),
+)
+HEAD_BYTES = 1 << 16
+# Parquet column types that are not one value per row: a mapped column of these is unusable.
+NESTED_TYPES = ("STRUCT", "MAP", "UNION")
 
 
 @dataclass
@@ -70,11 +84,15 @@ def _format_of(path: Path, forced: str) -> str:
         suffixes = suffixes[:-1]
     fmt = FORMATS.get(suffixes[-1] if suffixes else "")
     if fmt is None:
-        raise InputError(f"{path}: unknown file type; use .csv, .parquet or .jsonl, or set input.format")
+        raise InputError(
+            f"{path}: unknown file type; use .csv, .parquet or .jsonl, or set input.format"
+        )
     return fmt
 
 
-def resolve_inputs(inputs: Sequence[str | Path], *, forced_format: str = "auto") -> list[tuple[Path, str]]:
+def resolve_inputs(
+    inputs: Sequence[str | Path], *, forced_format: str = "auto"
+) -> list[tuple[Path, str]]:
     """Expand globs and folders into a sorted list of (file, format)."""
     files: list[Path] = []
     for item in inputs:
@@ -82,7 +100,8 @@ def resolve_inputs(inputs: Sequence[str | Path], *, forced_format: str = "auto")
         path = Path(text)
         if path.is_dir():
             found = sorted(
-                p for p in path.rglob("*")
+                p
+                for p in path.rglob("*")
                 if p.is_file() and not p.name.startswith(".") and _known(p, forced_format)
             )
             if not found:
@@ -118,7 +137,95 @@ def _fingerprint(path: Path) -> dict[str, Any]:
 
 
 def _duck_error(exc: Exception) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    """The first line of a DuckDB error, plus the line that says a CSV line was too long."""
+    lines = str(exc).strip().splitlines()
+    if not lines:
+        return type(exc).__name__
+    too_long = [line for line in lines[1:] if line.startswith("Maximum line size")]
+    return "; ".join(lines[:1] + too_long)
+
+
+def _file_head(path: Path) -> bytes | None:
+    """The first bytes of a file, decompressed if gzipped; ``None`` when they cannot be read."""
+    try:
+        if path.suffix.lower() == ".gz":
+            with gzip.open(path, "rb") as handle:
+                return handle.read(HEAD_BYTES)
+        if path.suffix.lower() == ".zst":
+            return None
+        with path.open("rb") as handle:
+            return handle.read(HEAD_BYTES)
+    except (OSError, EOFError):
+        return None  # DuckDB reports the unreadable or corrupt file
+
+
+def _check_text(path: Path, fmt: str) -> None:
+    """Refuse a CSV or JSON-lines file that is not UTF-8 text before DuckDB misreads it.
+
+    A UTF-16 file would come out as column names full of NUL bytes, and a header line that is
+    not UTF-8 would be rejected, making the first data line the header. Bad bytes further
+    down are left to the reader, which quarantines those lines.
+    """
+    head = _file_head(path)
+    if head is None:
+        return
+    for bom, encoding in FOREIGN_BOMS:
+        if head.startswith(bom):
+            raise InputError(
+                f"{path}: file is {encoding} text (it starts with a {encoding} byte-order mark); "
+                f"ringfinder reads UTF-8: re-encode it, e.g. iconv -f {encoding} -t UTF-8"
+            )
+    if fmt != "csv":
+        return
+    header, newline, _ = head.partition(b"\n")
+    complete = bool(newline) or len(head) < HEAD_BYTES
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(header, final=complete)
+        readable = b"\x00" not in header
+    except UnicodeDecodeError:
+        readable = False
+    if not readable:
+        raise InputError(
+            f"{path}: the header line is not UTF-8 text (binary data, or another encoding such as "
+            f"UTF-16 or Latin-1); re-encode the file as UTF-8, e.g. iconv -f ENCODING -t UTF-8"
+        )
+
+
+def _check_parquet_types(con: duckdb.DuckDBPyConnection, path: Path, config: InputConfig) -> None:
+    """A mapped Parquet column must hold one value per row, not a struct, list or map."""
+    types = {
+        name.lower(): kind
+        for name, kind, *_ in con.execute(
+            f"DESCRIBE SELECT * FROM read_parquet({sql_literal(str(path))})"
+        ).fetchall()
+    }
+    for key, column in _mapped_columns(config).items():
+        kind = types.get(column.lower(), "")
+        if kind.startswith(NESTED_TYPES) or kind.endswith("]"):
+            raise InputError(
+                f"{path}: column {column!r} ({key}) has the nested type {kind}; "
+                f"expected text, a number or a timestamp"
+            )
+
+
+def _check_encoding(
+    con: duckdb.DuckDBPyConnection, index: int, path: Path, config: InputConfig
+) -> None:
+    """A file with more non-UTF-8 lines than ``input.max_bad_fraction`` is refused whole."""
+    # fetchall, not fetchone: an unfinished result blocks create_function on this connection.
+    ((bad, lines),) = con.execute(
+        f"SELECT count(DISTINCT line) FILTER (error_type = 'INVALID ENCODING'), "
+        f"count(DISTINCT line) FROM rf_rejects_{index}"
+    ).fetchall()
+    if not bad:
+        return
+    lines += con.execute(f"SELECT count(*) FROM rf_part_{index}").fetchall()[0][0]
+    if bad / lines > config.max_bad_fraction:
+        raise InputError(
+            f"{path}: {bad} of {lines} lines are not valid UTF-8, more than input.max_bad_fraction "
+            f"= {config.max_bad_fraction}; the file looks binary or in another encoding such as "
+            f"Latin-1: re-encode it as UTF-8, e.g. iconv -f LATIN1 -t UTF-8"
+        )
 
 
 def _mapped_columns(config: InputConfig) -> dict[str, str]:
@@ -189,7 +296,11 @@ def _stage_file(
     """Read one file in one pass into a narrow staging table of checked rows; return its name."""
     table, rejects = f"rf_part_{index}", f"rf_rejects_{index}"
     scan = _scan_sql(path, fmt, rejects)
+    if fmt in ("csv", "jsonl"):
+        _check_text(path, fmt)
     try:
+        if fmt == "parquet":
+            _check_parquet_types(con, path, config)
         if fmt == "jsonl":
             con.execute(f"CREATE TEMP TABLE {table}_lines AS {scan}")
             _check_json_keys(con, f"{table}_lines", path, config)
@@ -197,7 +308,9 @@ def _stage_file(
         present = [row[0] for row in con.execute(f"DESCRIBE {scan}").fetchall()]
         if fmt != "jsonl":
             if [c for c in present if c not in META] == ["column0"]:
-                raise InputError(f"{path}: file is empty; expected a header line naming the columns")
+                raise InputError(
+                    f"{path}: file is empty; expected a header line naming the columns"
+                )
             _check_columns(str(path), present, config)
         con.execute(f"CREATE TEMP TABLE {table} AS {_checked_sql(present, config, scan)}")
         if fmt == "jsonl":
@@ -207,7 +320,9 @@ def _stage_file(
     return table
 
 
-def _check_json_keys(con: duckdb.DuckDBPyConnection, table: str, path: Path, config: InputConfig) -> None:
+def _check_json_keys(
+    con: duckdb.DuckDBPyConnection, table: str, path: Path, config: InputConfig
+) -> None:
     """A mapped key that no object line of a JSON file has is a missing column."""
     objects = JSON_IS_OBJECT
     if not con.execute(f"SELECT count(*) FROM {table} WHERE {objects}").fetchone()[0]:  # type: ignore[index]
@@ -235,7 +350,9 @@ def _rejected_lines(con: duckdb.DuckDBPyConnection, index: int, path: Path) -> s
     )
 
 
-def _stage_query(con: duckdb.DuckDBPyConnection, query: str, label: str, config: InputConfig) -> str:
+def _stage_query(
+    con: duckdb.DuckDBPyConnection, query: str, label: str, config: InputConfig
+) -> str:
     """Run the input query once into a narrow staging table of checked rows."""
     scan = (
         f"SELECT {sql_literal(label)} AS rf_source, row_number() OVER () AS rf_row, "
@@ -307,6 +424,14 @@ def _checked_sql(columns: Sequence[str], config: InputConfig, source: str) -> st
             f"WHEN {JSON_LINE} IS NOT NULL AND NOT {JSON_IS_OBJECT} "
             f"THEN 'JSON line is not an object' "
         )
+        # A nested value comes out as its JSON text: only text starting so is worth a look.
+        for column in dict.fromkeys(_mapped_columns(config).values()):
+            key = sql_literal("$." + sql_identifier(column))
+            not_json += (
+                f"WHEN CASE WHEN left({sql_identifier(column)}, 1) IN ('{{', '[') "
+                f"THEN json_type({JSON_LINE}, {key}) IN ('OBJECT', 'ARRAY') END "
+                f"THEN {sql_literal(f'nested JSON value for {column}')} "
+            )
     reason = (
         f"CASE {not_json}WHEN rf_who IS NULL OR rf_who = '' "
         f"OR lower(rf_who) IN ({placeholders}) THEN 'missing contributor id' "
@@ -317,7 +442,7 @@ def _checked_sql(columns: Sequence[str], config: InputConfig, source: str) -> st
     )
     rest_hash = f"hash({', '.join(sql_identifier(c) for c in rest)})" if rest else "0"
     return f"""
-    SELECT rf_source, rf_row, {', '.join(sql_identifier(c) for c in kept)}, rf_who, rf_time,
+    SELECT rf_source, rf_row, {", ".join(sql_identifier(c) for c in kept)}, rf_who, rf_time,
         rf_reason, {rest_hash} AS rf_rest,
         CASE WHEN rf_reason IS NOT NULL THEN {_raw_json_sql(columns)} END AS rf_raw_text
     FROM (SELECT *, {reason} AS rf_reason FROM (
@@ -350,9 +475,7 @@ def _build_tables(
     ]
     quarantine = " UNION ALL ".join(quarantine_parts)
     if privacy.key:
-        quarantine = (
-            f"SELECT source, row, reason, {PSEUDONYM_FUNCTION}('row', raw) AS raw FROM ({quarantine})"
-        )
+        quarantine = f"SELECT source, row, reason, {PSEUDONYM_FUNCTION}('row', raw) AS raw FROM ({quarantine})"
     con.execute(f"CREATE TABLE quarantine AS {quarantine}")
     con.execute(
         "CREATE TEMP TABLE rf_counts AS SELECT (SELECT count(*) FROM rf_checked) + "
@@ -376,7 +499,9 @@ def _build_tables(
     else:  # every id is spelled as it came: no need to join
         selects = [f"rf_who AS {CONTRIBUTOR}", f"rf_time AS {TIME}"]
     null = "CAST(NULL AS VARCHAR)"
-    event_type = f"lower({sql_trim(sql_identifier(config.event_type))})" if config.event_type else null
+    event_type = (
+        f"lower({sql_trim(sql_identifier(config.event_type))})" if config.event_type else null
+    )
     target = f"nullif({sql_trim(sql_identifier(config.target))}, '')" if config.target else null
     selects += [f"{event_type} AS {EVENT_TYPE}", f"{target} AS {TARGET}"]
     for index, (name, kind) in enumerate(config.kinds.items()):
@@ -386,9 +511,17 @@ def _build_tables(
             query = f"SELECT raw, {PSEUDONYM_FUNCTION}({sql_literal(name)}, norm) AS norm FROM ({query})"
         con.execute(f"CREATE TEMP TABLE {mapping} AS {query}")
         selects.append(f"{mapping}.norm AS {sql_identifier(identifier_column(name))}")
-        joins.append(f"LEFT JOIN {mapping} ON {mapping}.raw = rf_valid.{sql_identifier(kind.column)}")
-    con.execute(f"CREATE TABLE events AS SELECT {', '.join(selects)} FROM rf_valid {' '.join(joins)}")
-    for table in ["rf_contributors", "rf_valid", *(f"rf_map_{i}" for i in range(len(config.kinds)))]:
+        joins.append(
+            f"LEFT JOIN {mapping} ON {mapping}.raw = rf_valid.{sql_identifier(kind.column)}"
+        )
+    con.execute(
+        f"CREATE TABLE events AS SELECT {', '.join(selects)} FROM rf_valid {' '.join(joins)}"
+    )
+    for table in [
+        "rf_contributors",
+        "rf_valid",
+        *(f"rf_map_{i}" for i in range(len(config.kinds))),
+    ]:
         con.execute(f"DROP TABLE {table}")
 
 
@@ -433,6 +566,7 @@ def read_events(
         parts.append(_stage_file(con, path, fmt, index, config))
         rejected = _rejected_lines(con, index, path)
         if rejected:
+            _check_encoding(con, index, path, config)
             rejects.append(rejected)
     if privacy.key:
         register_pseudonym_function(con, privacy.key)
@@ -451,7 +585,9 @@ def _account(con: duckdb.DuckDBPyConnection, fingerprints: list[dict[str, Any]])
         f"SELECT count(*), count(DISTINCT {CONTRIBUTOR}) FROM events"
     ).fetchone()  # type: ignore[misc]
     reasons = dict(
-        con.execute("SELECT reason, count(*) FROM quarantine GROUP BY reason ORDER BY reason").fetchall()
+        con.execute(
+            "SELECT reason, count(*) FROM quarantine GROUP BY reason ORDER BY reason"
+        ).fetchall()
     )
     return IngestResult(
         rows_read=read,
