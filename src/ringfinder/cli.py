@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import wraps
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import click
 import duckdb
@@ -27,6 +27,7 @@ from ringfinder.lineage import read_run_members
 from ringfinder.pipeline import run_detect
 from ringfinder.synth import Scenario
 from ringfinder.synth import generate as generate_scenario
+from ringfinder.synth.scenario import Format
 from ringfinder.visualize import explain_ring
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -355,8 +356,8 @@ def generate(
         },
     )
     result = generate_scenario(
-        out_dir, scenario=scenario, seed=seed, fmt=fmt, columns=columns or None
-    )  # type: ignore[arg-type]
+        out_dir, scenario=scenario, seed=seed, fmt=cast(Format, fmt), columns=columns or None
+    )
     click.echo(
         f"{result.events} events of {result.contributors} contributors "
         f"({result.fraud_contributors} in {sum(result.rings.values())} planted rings) "

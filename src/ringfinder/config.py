@@ -173,11 +173,14 @@ class PrivacyConfig(Strict):
 
 
 class ResourceConfig(Strict):
-    """Limits for the embedded DuckDB engine."""
+    """Where the graph projection runs, and limits for the embedded DuckDB engine."""
 
     memory_limit: str = ""
     threads: int = Field(default=0, ge=0, le=256)
     temp_directory: str = ""
+    engine: Literal["duckdb", "spark"] = "duckdb"
+    spark_master: str = Field(default="local[*]", min_length=1)
+    spark_staging_dir: str = ""
 
     @field_validator("memory_limit")
     @classmethod

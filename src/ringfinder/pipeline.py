@@ -33,6 +33,7 @@ from ringfinder.normalise import sql_literal
 from ringfinder.privacy import privacy_from_env, pseudonym
 from ringfinder.schema import CONTRIBUTOR, MEMBERS_COLUMNS, QUARANTINE_COLUMNS, RINGS_COLUMNS
 from ringfinder.score import ring_evidence, score_rings
+from ringfinder.spark import build_graph_on_spark
 from ringfinder.visualize import write_report
 
 StageReporter = Callable[[str], AbstractContextManager[object]]
@@ -161,7 +162,15 @@ def run_detect(
                 ingest.rows_read, ingest.rows_quarantined, ingest.quarantine_reasons, config
             )
         with _timed("graph", timings, report):
-            stats = build_graph(con, config=config)
+            if config.resources.engine == "spark":
+                stats = build_graph_on_spark(
+                    con,
+                    config=config,
+                    master=config.resources.spark_master,
+                    staging_dir=config.resources.spark_staging_dir,
+                )
+            else:
+                stats = build_graph(con, config=config)
         with _timed("detect", timings, report):
             pairs = con.execute("SELECT a, b, weight, strong, solid FROM pairs ORDER BY a, b").df()
             stars = con.execute(
