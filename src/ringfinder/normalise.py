@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import socket
 from collections.abc import Callable, Iterable, Sequence
 from functools import lru_cache
 
@@ -20,6 +21,7 @@ from ringfinder.config import InputConfig, Normaliser
 
 IPV6_FUNCTION = "rf_ipv6"
 IPV6_PREFIX_FUNCTION = "rf_ipv6_prefix"
+IPV4_MAPPED_PREFIX = bytes(10) + b"\xff\xff"
 # One to three digits worth at most 255 (leading zeros allowed: 010 is 10).
 IPV4_OCTET = r"(?:[01]?\d?\d|2[0-4]\d|25[0-5])"
 IPV4_PATTERN = rf"^{IPV4_OCTET}\.{IPV4_OCTET}\.{IPV4_OCTET}\.{IPV4_OCTET}$"
@@ -49,17 +51,23 @@ def sql_trim(expr: str) -> str:
     )
 
 
-@lru_cache(maxsize=65536)
 def canonical_ipv6(value: str | None) -> str | None:
-    """Canonical text of an IPv6 address; an IPv4-mapped address becomes its IPv4 form."""
+    """Canonical text of an IPv6 address; an IPv4-mapped address becomes its IPv4 form.
+
+    The C library's inet_pton/inet_ntop write RFC 5952 text (lower case, longest zero run
+    compressed) many times faster than ``ipaddress``; the rare forms they print with an
+    embedded dotted quad go through ``ipaddress``, which prints them in hex.
+    """
     if value is None:
         return None
     try:
-        address = ipaddress.IPv6Address(value)
-    except ValueError:
+        packed = socket.inet_pton(socket.AF_INET6, value)
+    except (OSError, ValueError):
         return None
-    mapped = address.ipv4_mapped
-    return str(mapped) if mapped is not None else address.compressed
+    if packed[:12] == IPV4_MAPPED_PREFIX:
+        return socket.inet_ntop(socket.AF_INET, packed[12:])
+    text = socket.inet_ntop(socket.AF_INET6, packed)
+    return ipaddress.IPv6Address(packed).compressed if "." in text else text
 
 
 @lru_cache(maxsize=65536)
