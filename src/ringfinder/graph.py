@@ -128,9 +128,15 @@ def strong_links_sql() -> str:
     """
 
 
-def identifier_pairs_sql() -> str:
+DUCKDB_KIND_LIST = "list(DISTINCT x.kind ORDER BY x.kind)"
+
+
+def identifier_pairs_sql(kind_list: str = DUCKDB_KIND_LIST) -> str:
     """Contributor pairs that share identifiers used by more than one and at most the kind's
-    ``hub_cap`` contributors, with their weight."""
+    ``hub_cap`` contributors, with their weight.
+
+    The query is plain SQL that Spark runs too; only the sorted list of kinds is spelled per
+    engine (``kind_list``)."""
     return f"""
     WITH linkable AS (
         SELECT e.{CONTRIBUTOR}, e.kind, e.identifier, i.weight, i.strong, i.solid
@@ -139,7 +145,7 @@ def identifier_pairs_sql() -> str:
     )
     SELECT x.{CONTRIBUTOR} AS a, y.{CONTRIBUTOR} AS b, sum(x.weight) AS weight,
         count(*) AS n_shared, bool_or(x.strong) AS strong, bool_or(x.solid) AS solid,
-        list(DISTINCT x.kind ORDER BY x.kind) AS kinds
+        {kind_list} AS kinds
     FROM linkable x JOIN linkable y
         ON x.kind = y.kind AND x.identifier = y.identifier AND x.{CONTRIBUTOR} < y.{CONTRIBUTOR}
     GROUP BY x.{CONTRIBUTOR}, y.{CONTRIBUTOR}

@@ -32,9 +32,12 @@ import pandas as pd
 
 from ringfinder.config import Config
 from ringfinder.errors import ConfigError, InputError
-from ringfinder.graph import DEGREE_TWO_LOG, GraphStats
+from ringfinder.graph import DEGREE_TWO_LOG, GraphStats, identifier_pairs_sql, strong_links_sql
 from ringfinder.normalise import sql_literal
 from ringfinder.schema import CONTRIBUTOR, TARGET, TIME, identifier_column
+
+# The strong-link and identifier-pair queries are graph.py's own; Spark spells the kind list so.
+SPARK_KIND_LIST = "array_sort(collect_set(x.kind))"
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -188,33 +191,6 @@ def identifiers_sql(config: Config) -> str:
     """
 
 
-def strong_links_sql() -> str:
-    """Contributor → strong identifier (a payout account) shared by two or more, however many."""
-    return f"""
-    SELECT e.{CONTRIBUTOR}, e.kind || chr(31) || e.identifier AS strong_key
-    FROM edges e JOIN identifiers i USING (kind, identifier)
-    WHERE i.strong AND i.degree >= 2
-    """
-
-
-def identifier_pairs_sql() -> str:
-    """Contributor pairs that share identifiers used by more than one and at most the kind's
-    ``hub_cap`` contributors, with their weight."""
-    return f"""
-    WITH linkable AS (
-        SELECT e.{CONTRIBUTOR}, e.kind, e.identifier, i.weight, i.strong, i.solid
-        FROM edges e JOIN identifiers i USING (kind, identifier)
-        WHERE NOT i.crowded AND i.degree >= 2 AND i.weight > 0
-    )
-    SELECT x.{CONTRIBUTOR} AS a, y.{CONTRIBUTOR} AS b, sum(x.weight) AS weight,
-        count(*) AS n_shared, bool_or(x.strong) AS strong, bool_or(x.solid) AS solid,
-        array_sort(collect_set(x.kind)) AS kinds
-    FROM linkable x JOIN linkable y
-        ON x.kind = y.kind AND x.identifier = y.identifier AND x.{CONTRIBUTOR} < y.{CONTRIBUTOR}
-    GROUP BY x.{CONTRIBUTOR}, y.{CONTRIBUTOR}
-    """
-
-
 def lockstep_pairs_sql(config: Config) -> str:
     """Pairs that acted on the same targets within seconds, again and again.
 
@@ -274,7 +250,7 @@ def pairs_sql(config: Config) -> str:
         concat(coalesce(i.kinds, {no_kinds}),
             CASE WHEN l.co_targets IS NULL THEN {no_kinds} ELSE array('lockstep') END) AS kinds,
         l.co_targets IS NOT NULL OR coalesce(i.solid, false) AS solid
-    FROM ({identifier_pairs_sql()}) i FULL OUTER JOIN lockstep_pairs l USING (a, b)
+    FROM ({identifier_pairs_sql(SPARK_KIND_LIST)}) i FULL OUTER JOIN lockstep_pairs l USING (a, b)
     WHERE {weight} >= {config.graph.min_pair_weight!r}
     """
 
