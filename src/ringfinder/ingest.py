@@ -266,6 +266,7 @@ def _scan_sql(path: Path, fmt: str, rejects: str) -> str:
 
 
 def _columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
+    """Column names of a table, view or SELECT."""
     return [row[0] for row in con.execute(f"DESCRIBE {table}").fetchall()]
 
 
@@ -305,7 +306,7 @@ def _stage_file(
             con.execute(f"CREATE TEMP TABLE {table}_lines AS {scan}")
             _check_json_keys(con, f"{table}_lines", path, config)
             scan = f"SELECT *, {_json_columns(config)} FROM {table}_lines"
-        present = [row[0] for row in con.execute(f"DESCRIBE {scan}").fetchall()]
+        present = _columns(con, scan)
         if fmt != "jsonl":
             if [c for c in present if c not in META] == ["column0"]:
                 raise InputError(
@@ -359,7 +360,7 @@ def _stage_query(
         f"COLUMNS(*)::VARCHAR FROM ({query})"
     )
     try:
-        present = [row[0] for row in con.execute(f"DESCRIBE {scan}").fetchall()]
+        present = _columns(con, scan)
         _check_columns(label, present, config)
         con.execute(f"CREATE TEMP TABLE rf_part_sql AS {_checked_sql(present, config, scan)}")
     except duckdb.Error as exc:

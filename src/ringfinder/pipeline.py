@@ -72,10 +72,13 @@ def _ring_tables(
     """Name rings by id, derive the evidence columns and order both tables for output."""
     rings = rings.assign(ring_id=rings["ring_index"].map(ids))
     size = rings["size"].to_numpy(float)
-    rings["shared_devices"] = rings["shared_device"]
-    rings["shared_ips"] = rings["shared_ip"]
-    rings["shared_payments"] = rings["shared_payment"]
-    rings["shared_other"] = rings["shared_other"]
+    rings = rings.rename(
+        columns={
+            "shared_device": "shared_devices",
+            "shared_ip": "shared_ips",
+            "shared_payment": "shared_payments",
+        }
+    )
     rings["accounts_per_device"] = np.round(size / np.maximum(rings["distinct_device"], 1), 3)
     rings["accounts_per_payment"] = np.round(size / np.maximum(rings["distinct_payment"], 1), 3)
     rings["signup_span_hours"] = rings["signup_span_hours"].round(3)
