@@ -393,30 +393,52 @@ def _raw_json_sql(columns: Sequence[str]) -> str:
     return f"coalesce({JSON_LINE}, {obj})" if JSON_LINE in columns else obj
 
 
-def _contributor_spelling_sql(config: InputConfig) -> str:
-    """Map each trimmed contributor id (``rf_who``) to its canonical spelling.
+def _respelled_contributors_sql(config: InputConfig) -> str:
+    """Contributor ids (``raw``) whose canonical ``spelling`` differs from how they came.
 
     With ``input.contributor_ignore_case`` ids that differ only in case are one contributor,
     spelled as its most frequent spelling (ties: the smallest), so case noise in an export
-    neither splits a contributor nor changes the id that rule engines see.
+    neither splits a contributor nor changes the id that rule engines see. Only the ids that
+    change are listed: most have one spelling, and a small map is cheap to join.
     """
     if not config.contributor_ignore_case:
-        return "SELECT DISTINCT rf_who AS raw, rf_who AS spelling FROM rf_valid"
+        return "SELECT rf_who AS raw, rf_who AS spelling FROM rf_checked WHERE false"
     return """
-    WITH spelled AS (SELECT rf_who AS raw, count(*) AS n FROM rf_valid GROUP BY ALL)
-    SELECT raw, first(raw ORDER BY n DESC, raw) OVER (PARTITION BY lower(raw)) AS spelling
-    FROM spelled"""
+    WITH spelled AS (SELECT rf_who AS raw, count(*) AS n FROM rf_checked GROUP BY ALL),
+    folded AS (SELECT lower(raw) AS folded FROM spelled GROUP BY ALL HAVING count(*) > 1)
+    SELECT raw, spelling FROM (
+        SELECT raw, first(raw ORDER BY n DESC, raw) OVER (PARTITION BY lower(raw)) AS spelling
+        FROM spelled WHERE lower(raw) IN (SELECT folded FROM folded)
+    ) WHERE raw <> spelling"""
+
+
+def _drop_exact_duplicates(con: duckdb.DuckDBPyConnection, data: Sequence[str]) -> None:
+    """Delete all but the first of each set of identical rows of ``rf_checked``.
+
+    Rows whose hashes differ differ, so only the few rows whose hash repeats are compared
+    column by column: no DISTINCT over every row's text.
+    """
+    columns = ", ".join([*(sql_identifier(c) for c in data), "rf_hash"])
+    con.execute(f"""
+        DELETE FROM rf_checked WHERE rowid IN (
+            SELECT rowid FROM rf_checked
+            WHERE rf_hash IN (SELECT rf_hash FROM rf_checked GROUP BY ALL HAVING count(*) > 1)
+            QUALIFY row_number() OVER (PARTITION BY {columns} ORDER BY rf_row) > 1)
+    """)
 
 
 def _checked_sql(columns: Sequence[str], config: InputConfig, source: str) -> str:
-    """Every row of ``source``, narrowed to the mapped columns, with its time and reject reason.
+    """Every row of ``source``, narrowed to what later stages read, with its reject reason.
 
-    The columns the config does not map only matter for telling exact duplicates apart, so
-    they are kept as one 64-bit hash; a rejected row keeps its full text for the quarantine.
+    A row keeps its contributor id (``rf_who``) and time (``rf_time``) parsed, the raw event
+    type, target and identifier columns, and a 64-bit hash of all its columns (``rf_hash``):
+    the other columns only matter for telling exact duplicates apart. A rejected row keeps its
+    source and full text for the quarantine; the others leave them NULL, which costs nothing.
     """
-    mapped = {c.lower() for c in _mapped_columns(config).values()}
-    kept = [c for c in columns if c.lower() in mapped]
-    rest = [c for c in columns if c.lower() not in mapped and c not in META]
+    later = {c.lower() for c in (config.event_type, config.target) if c}
+    later |= {kind.column.lower() for kind in config.kinds.values()}
+    kept = [c for c in columns if c.lower() in later]
+    data = [c for c in columns if c not in META]
     placeholders = ", ".join(sql_literal(p.strip().lower()) for p in config.placeholders) or "NULL"
     not_json = ""
     if JSON_LINE in columns:
@@ -441,10 +463,9 @@ def _checked_sql(columns: Sequence[str], config: InputConfig, source: str) -> st
         f"WHEN rf_time < TIMESTAMP '{EARLIEST}' OR rf_time >= TIMESTAMP '{LATEST}' "
         f"THEN 'timestamp out of range' END"
     )
-    rest_hash = f"hash({', '.join(sql_identifier(c) for c in rest)})" if rest else "0"
     return f"""
-    SELECT rf_source, rf_row, {", ".join(sql_identifier(c) for c in kept)}, rf_who, rf_time,
-        rf_reason, {rest_hash} AS rf_rest,
+    SELECT CASE WHEN rf_reason IS NOT NULL THEN rf_source END AS rf_source, rf_row,
+        {"".join(sql_identifier(c) + ", " for c in kept)}rf_who, rf_time, rf_reason, hash({", ".join(sql_identifier(c) for c in data)}) AS rf_hash,
         CASE WHEN rf_reason IS NOT NULL THEN {_raw_json_sql(columns)} END AS rf_raw_text
     FROM (SELECT *, {reason} AS rf_reason FROM (
         SELECT *, {_timestamp_sql("rf_ts")} AS rf_time FROM (
@@ -461,7 +482,11 @@ def _build_tables(
     config: InputConfig,
     privacy: Privacy,
 ) -> None:
-    """Union the staged parts, then split them into ``events`` and ``quarantine``."""
+    """Union the staged parts, then split them into ``events`` and ``quarantine``.
+
+    Identifiers and contributor ids are normalised once per distinct value; only the values
+    that normalising changes are joined back onto the rows.
+    """
     if len(parts) == 1:
         con.execute(f"ALTER TABLE {parts[0]} RENAME TO rf_checked")
     else:
@@ -482,23 +507,21 @@ def _build_tables(
         "CREATE TEMP TABLE rf_counts AS SELECT (SELECT count(*) FROM rf_checked) + "
         "(SELECT count(*) FROM quarantine WHERE reason LIKE 'malformed line%') AS n"
     )
+    con.execute("DELETE FROM rf_checked WHERE rf_reason IS NOT NULL")
     data = [c for c in _columns(con, "rf_checked") if not c.startswith("rf_")]
-    con.execute(
-        f"CREATE TEMP TABLE rf_valid AS SELECT DISTINCT {', '.join(sql_identifier(c) for c in data)}, "
-        f"rf_who, rf_time, rf_rest FROM rf_checked WHERE rf_reason IS NULL"
-    )
-    con.execute("DROP TABLE rf_checked")
-    spelling = _contributor_spelling_sql(config)
+    _drop_exact_duplicates(con, [*data, "rf_who", "rf_time"])
+    spelling = _respelled_contributors_sql(config)
     if privacy.key and privacy.contributors:
-        spelling = f"SELECT raw, {PSEUDONYM_FUNCTION}('contributor', spelling) AS spelling FROM ({spelling})"
+        spelling = (
+            f"SELECT raw, {PSEUDONYM_FUNCTION}('contributor', coalesce(s.spelling, raw)) AS spelling "
+            f"FROM (SELECT DISTINCT rf_who AS raw FROM rf_checked) LEFT JOIN ({spelling}) s USING (raw)"
+        )
     con.execute(f"CREATE TEMP TABLE rf_contributors AS {spelling}")
-    respelled = con.execute("SELECT count(*) FROM rf_contributors WHERE raw <> spelling").fetchone()
+    selects = [f"rf_who AS {CONTRIBUTOR}", f"rf_time AS {TIME}"]
     joins = []
-    if respelled and respelled[0]:
-        selects = [f"rf_contributors.spelling AS {CONTRIBUTOR}", f"rf_time AS {TIME}"]
-        joins.append("JOIN rf_contributors ON rf_contributors.raw = rf_valid.rf_who")
-    else:  # every id is spelled as it came: no need to join
-        selects = [f"rf_who AS {CONTRIBUTOR}", f"rf_time AS {TIME}"]
+    if con.execute("SELECT count(*) FROM rf_contributors").fetchall()[0][0]:
+        selects[0] = f"coalesce(rf_contributors.spelling, rf_who) AS {CONTRIBUTOR}"
+        joins.append("LEFT JOIN rf_contributors ON rf_contributors.raw = rf_checked.rf_who")
     null = "CAST(NULL AS VARCHAR)"
     event_type = (
         f"lower({sql_trim(sql_identifier(config.event_type))})" if config.event_type else null
@@ -506,23 +529,24 @@ def _build_tables(
     target = f"nullif({sql_trim(sql_identifier(config.target))}, '')" if config.target else null
     selects += [f"{event_type} AS {EVENT_TYPE}", f"{target} AS {TARGET}"]
     for index, (name, kind) in enumerate(config.kinds.items()):
-        mapping = f"rf_map_{index}"
-        query = normalise_query(kind.normaliser, "rf_valid", sql_identifier(kind.column), config)
+        mapping, column = f"rf_map_{index}", sql_identifier(kind.column)
+        query = normalise_query(kind.normaliser, "rf_checked", column, config)
         if privacy.key:
             query = f"SELECT raw, {PSEUDONYM_FUNCTION}({sql_literal(name)}, norm) AS norm FROM ({query})"
-        con.execute(f"CREATE TEMP TABLE {mapping} AS {query}")
-        selects.append(f"{mapping}.norm AS {sql_identifier(identifier_column(name))}")
-        joins.append(
-            f"LEFT JOIN {mapping} ON {mapping}.raw = rf_valid.{sql_identifier(kind.column)}"
+        # MATERIALIZED: pushed into the query, the filter would normalise every value twice.
+        con.execute(
+            f"CREATE TEMP TABLE {mapping} AS WITH full_map AS MATERIALIZED ({query}) "
+            f"SELECT * FROM full_map WHERE norm IS DISTINCT FROM raw"
         )
+        selects.append(
+            f"CASE WHEN {mapping}.raw IS NULL THEN rf_checked.{column} ELSE {mapping}.norm END "
+            f"AS {sql_identifier(identifier_column(name))}"
+        )
+        joins.append(f"LEFT JOIN {mapping} ON {mapping}.raw = rf_checked.{column}")
     con.execute(
-        f"CREATE TABLE events AS SELECT {', '.join(selects)} FROM rf_valid {' '.join(joins)}"
+        f"CREATE TABLE events AS SELECT {', '.join(selects)} FROM rf_checked {' '.join(joins)}"
     )
-    for table in [
-        "rf_contributors",
-        "rf_valid",
-        *(f"rf_map_{i}" for i in range(len(config.kinds))),
-    ]:
+    for table in ["rf_contributors", "rf_checked", *(f"rf_map_{i}" for i in range(len(config.kinds)))]:
         con.execute(f"DROP TABLE {table}")
 
 

@@ -25,6 +25,9 @@ IPV4_MAPPED_PREFIX = bytes(10) + b"\xff\xff"
 # One to three digits worth at most 255 (leading zeros allowed: 010 is 10).
 IPV4_OCTET = r"(?:[01]?\d?\d|2[0-4]\d|25[0-5])"
 IPV4_PATTERN = rf"^{IPV4_OCTET}\.{IPV4_OCTET}\.{IPV4_OCTET}\.{IPV4_OCTET}$"
+# An octet as canonical text writes: no leading zero. Most addresses are already so.
+CANONICAL_OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+CANONICAL_IPV4 = rf"{CANONICAL_OCTET}(?:\.{CANONICAL_OCTET}){{3}}"
 # DuckDB's one-argument trim() strips spaces only; identifiers also come with tabs and newlines.
 EDGE_WHITESPACE = r"^[\s\v]+|[\s\v]+$"
 
@@ -112,8 +115,9 @@ def register_functions(con: duckdb.DuckDBPyConnection) -> None:
 def _ip_query(values: str) -> str:
     """Canonical IP: strip brackets, ports and zone ids; IPv4-mapped IPv6 to IPv4; else NULL.
 
-    Staged in subqueries so that each regular expression runs once per value, and plain
-    dotted-quad values (the vast majority) skip the clean-up expressions.
+    Staged in subqueries so that each regular expression runs once per value; plain
+    dotted-quad values (the vast majority) skip the clean-up expressions, and canonical ones
+    (no leading zeros) skip splitting into octets.
     """
     cleaned = "regexp_replace(f, '^\\[([^\\]]*)\\](:\\d+)?$', '\\1')"  # [v6]:port
     cleaned = f"regexp_replace({cleaned}, '^(\\d+\\.\\d+\\.\\d+\\.\\d+):\\d+$', '\\1')"  # v4:port
@@ -124,17 +128,20 @@ def _ip_query(values: str) -> str:
     )
     return f"""
     SELECT raw, placeholder, CASE
+        WHEN canonical THEN s
         WHEN octets IS NOT NULL THEN
             CASE WHEN list_bool_and(list_transform(octets, lambda o: o <= 255))
             THEN array_to_string(octets, '.') END
         WHEN contains(s, ':') AND regexp_full_match(s, '[0-9a-f:.]+') THEN {IPV6_FUNCTION}(s)
         END AS norm
     FROM (
-        SELECT *, CASE WHEN regexp_full_match(s, '{IPV4_PATTERN[1:-1]}')
+        SELECT *, CASE WHEN NOT canonical AND regexp_full_match(s, '{IPV4_PATTERN[1:-1]}')
             THEN list_transform(string_split(s, '.'), lambda o: CAST(o AS INTEGER)) END AS octets
         FROM (
-            SELECT *, CASE WHEN regexp_full_match(f, '[0-9.]+') THEN f ELSE {cleaned} END AS s
-            FROM {values}
+            SELECT *, regexp_full_match(s, '{CANONICAL_IPV4}') AS canonical FROM (
+                SELECT *, CASE WHEN regexp_full_match(f, '[0-9.]+') THEN f ELSE {cleaned} END AS s
+                FROM {values}
+            )
         )
     )"""
 
