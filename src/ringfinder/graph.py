@@ -61,6 +61,8 @@ def identifiers_sql(config: Config) -> str:
     projection. Infrastructure is a device or IP used by many contributors most of whom also
     have one of their own (an internet café PC, a campus NAT): its weight is multiplied by
     ``infrastructure_weight`` (0 by default: it links nobody, but stays in the evidence).
+    Whether users have an identifier of their own is looked up only for the users of widely
+    shared ones.
     """
     g = config.graph
     caps = " ".join(
@@ -88,17 +90,18 @@ def identifiers_sql(config: Config) -> str:
         ", ".join(sql_literal(k) for k, spec in config.input.kinds.items() if spec.strong) or "NULL"
     )
     return f"""
-    WITH degree AS (
+    WITH degree AS MATERIALIZED (
         SELECT kind, identifier, count(*) AS degree FROM edges GROUP BY ALL
+    ), shared AS MATERIALIZED (
+        SELECT e.{CONTRIBUTOR}, e.kind, e.identifier FROM edges e JOIN degree d USING (kind, identifier)
+        WHERE d.degree >= {g.infrastructure_min_contributors} AND e.kind IN ({sharable_list})
     ), has_own AS (
         SELECT e.{CONTRIBUTOR}, e.kind, bool_or(d.degree = 1) AS has_own
-        FROM edges e JOIN degree d USING (kind, identifier) GROUP BY ALL
-    ), own_share AS (
-        SELECT e.kind, e.identifier, avg(CAST(o.has_own AS DOUBLE)) AS own_share
         FROM edges e JOIN degree d USING (kind, identifier)
-        JOIN has_own o USING ({CONTRIBUTOR}, kind)
-        WHERE d.degree >= {g.infrastructure_min_contributors} AND e.kind IN ({sharable_list})
-        GROUP BY ALL
+        WHERE e.{CONTRIBUTOR} IN (SELECT {CONTRIBUTOR} FROM shared) GROUP BY ALL
+    ), own_share AS (
+        SELECT s.kind, s.identifier, avg(CAST(o.has_own AS DOUBLE)) AS own_share
+        FROM shared s JOIN has_own o USING ({CONTRIBUTOR}, kind) GROUP BY ALL
     )
     SELECT d.kind, d.identifier, d.degree,
         d.degree > (CASE d.kind {caps} END) AS crowded,
@@ -158,31 +161,45 @@ def lockstep_pairs_sql(config: Config) -> str:
     After SynchroTrap (Cao et al., CCS 2014): actions are bucketed by time, and only actions in
     the same or the next bucket are compared, so the cost follows the busy buckets, never all
     pairs of all events. Buckets crowded by a popular target are skipped.
+
+    Most actions have no other action on their target within a bucket's reach. Two buckets at
+    most one apart always share a cell of one of two grids of two-bucket cells (one offset by
+    a bucket), so only actions in a cell holding two or more are compared.
     """
     g = config.graph
     window = g.lockstep_window_seconds
     return f"""
-    WITH acts AS (
-        SELECT DISTINCT {CONTRIBUTOR}, {TARGET} AS target, {TIME} AS t,
+    WITH acts AS MATERIALIZED (
+        SELECT {CONTRIBUTOR}, {TARGET} AS target, {TIME} AS t,
             CAST(floor(epoch({TIME}) / {window!r}) AS BIGINT) AS bucket
         FROM events WHERE {TARGET} IS NOT NULL
+    ), even_cells AS (
+        SELECT target, bucket // 2 AS cell FROM acts GROUP BY ALL HAVING count(*) > 1
+    ), odd_cells AS (
+        SELECT target, (bucket + 1) // 2 AS cell FROM acts GROUP BY ALL HAVING count(*) > 1
+    ), candidates AS MATERIALIZED (
+        SELECT a.* FROM acts a SEMI JOIN even_cells c ON c.target = a.target AND c.cell = a.bucket // 2
+        UNION
+        SELECT a.* FROM acts a
+        SEMI JOIN odd_cells c ON c.target = a.target AND c.cell = (a.bucket + 1) // 2
     ), crowded AS (
-        SELECT target, bucket FROM acts GROUP BY ALL
+        SELECT target, bucket FROM candidates GROUP BY ALL
         HAVING count(DISTINCT {CONTRIBUTOR}) > {g.lockstep_max_bucket}
     ), usable AS (
-        SELECT * FROM acts ANTI JOIN crowded USING (target, bucket)
+        SELECT * FROM candidates ANTI JOIN crowded USING (target, bucket)
     ), close AS (
         SELECT x.{CONTRIBUTOR} AS p, y.{CONTRIBUTOR} AS q, x.target, x.t AS tx, y.t AS ty
         FROM usable x JOIN usable y ON x.target = y.target AND x.bucket = y.bucket
         UNION ALL
         SELECT x.{CONTRIBUTOR}, y.{CONTRIBUTOR}, x.target, x.t, y.t
         FROM usable x JOIN usable y ON x.target = y.target AND y.bucket = x.bucket + 1
-    ), co AS (
+    ), co AS MATERIALIZED (
         SELECT least(p, q) AS a, greatest(p, q) AS b, count(DISTINCT target) AS co_targets
         FROM close WHERE p <> q AND abs(epoch(tx) - epoch(ty)) <= {window!r}
         GROUP BY ALL HAVING count(DISTINCT target) >= {g.lockstep_min_targets}
     ), activity AS (
-        SELECT {CONTRIBUTOR}, count(DISTINCT target) AS targets FROM acts GROUP BY ALL
+        SELECT {CONTRIBUTOR}, count(DISTINCT target) AS targets FROM acts
+        WHERE {CONTRIBUTOR} IN (SELECT a FROM co UNION ALL SELECT b FROM co) GROUP BY ALL
     )
     SELECT co.a, co.b, co.co_targets FROM co
     JOIN activity pa ON pa.{CONTRIBUTOR} = co.a JOIN activity pb ON pb.{CONTRIBUTOR} = co.b
