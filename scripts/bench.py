@@ -175,6 +175,19 @@ def build_parser() -> argparse.ArgumentParser:
         default=1800.0,
         help="kill a ringfinder run after this many seconds (default 1800)",
     )
+    parser.add_argument(
+        "--memory-limit",
+        default="",
+        metavar="SIZE",
+        help="ringfinder's resources.memory_limit for the runs, e.g. 8GB: DuckDB spills beyond "
+        "it (default: the data's config, DuckDB's own limit when unset)",
+    )
+    parser.add_argument(
+        "--temp-dir",
+        default="",
+        metavar="DIR",
+        help="ringfinder's resources.temp_directory: where DuckDB spills (default: its own)",
+    )
     parser.add_argument("--no-baseline", action="store_true", help="do not run the baseline")
     parser.add_argument("--json", type=Path, metavar="FILE", help="also save all results as JSON")
     # Internal: one measured run in this (fresh) process; prints one JSON object.
@@ -292,12 +305,23 @@ def _without_html(config: Any) -> Any:
     return config
 
 
-def child_ringfinder(events: Path, config_path: Path) -> dict[str, Any]:
+def child_ringfinder(
+    events: Path, config_path: Path, memory_limit: str = "", temp_dir: str = ""
+) -> dict[str, Any]:
     """One measured ``run_detect`` without HTML; the outputs go to a temporary folder."""
     from ringfinder.config import load_config
     from ringfinder.pipeline import run_detect
 
     config = _without_html(load_config(config_path))
+    resources = {
+        key: value
+        for key, value in (("memory_limit", memory_limit), ("temp_directory", temp_dir))
+        if value
+    }
+    if resources:
+        config = config.model_copy(
+            update={"resources": config.resources.model_copy(update=resources)}
+        )
     extra: dict[str, Any] = {}
     if "html" in inspect.signature(run_detect).parameters:
         extra["html"] = False
@@ -324,6 +348,7 @@ def child_ringfinder(events: Path, config_path: Path) -> dict[str, Any]:
         "edges": manifest["graph"]["edges"],
         "rings": manifest["rings"],
         "flagged_rings": manifest["flagged_rings"],
+        "memory_limit": manifest["config"]["resources"]["memory_limit"],
     }
 
 
@@ -389,8 +414,10 @@ def run_child(args: argparse.Namespace) -> int:
     else:
         if args.events is None or args.config is None:
             raise SystemExit(f"bench.py: error: --child {args.child} needs --events and --config")
-        run = child_ringfinder if args.child == "ringfinder" else child_baseline
-        result = run(args.events, args.config)
+        if args.child == "ringfinder":
+            result = child_ringfinder(args.events, args.config, args.memory_limit, args.temp_dir)
+        else:
+            result = child_baseline(args.events, args.config)
     print(json.dumps(result))
     return 0
 
@@ -485,10 +512,11 @@ def bench_size(events: int, args: argparse.Namespace) -> dict[str, Any]:
         "data": str(events_path),
     }
     files = ["--events", str(events_path), "--config", str(config_path)]
+    limits = ["--memory-limit", args.memory_limit, "--temp-dir", args.temp_dir]
     runs: list[dict[str, Any]] = []
     try:
         for number in range(1, args.runs + 1):
-            run = spawn(["--child", "ringfinder", *files], timeout=args.timeout)
+            run = spawn(["--child", "ringfinder", *files, *limits], timeout=args.timeout)
             runs.append(run)
             log(
                 f"[{label}] ringfinder run {number}/{args.runs}: {run['seconds']:.2f} s, "
@@ -733,6 +761,9 @@ def print_report(
         f"ringfinder: run_detect without HTML, each run in a fresh process; "
         f"medians of runs ({runs})"
     )
+    if args.memory_limit:
+        spill = args.temp_dir or "DuckDB's default temp folder"
+        print(f"ringfinder: resources.memory_limit = {args.memory_limit}, spilling to {spill}")
     print()
     print(results_table(results))
     print()
@@ -799,6 +830,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "seed": SEED,
             "events_per_contributor": EVENTS_PER_CONTRIBUTOR,
             "runs": args.runs,
+            "memory_limit": args.memory_limit,
             "results": results,
             "targets": checks,
         }

@@ -76,3 +76,18 @@ def test_tiny_run_prints_table_and_saves_json(tmp_path: Path) -> None:
     written = events_path.stat().st_mtime_ns
     assert bench.ensure_data(tmp_path / "data", 2_000)[0] == events_path
     assert events_path.stat().st_mtime_ns == written
+
+
+def test_memory_limit_reaches_the_runs(tmp_path: Path) -> None:
+    """--memory-limit and --temp-dir become the runs' resources, and the report says so."""
+    saved = tmp_path / "bench.json"
+    spill = tmp_path / "spill"
+    done = _run(
+        "--sizes", "2k", "--runs", "1", "--no-baseline", "--data-dir", str(tmp_path / "data"),
+        "--memory-limit", "300MB", "--temp-dir", str(spill), "--json", str(saved),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert f"memory_limit = 300MB, spilling to {spill}" in done.stdout
+    report = json.loads(saved.read_text(encoding="utf-8"))
+    assert report["memory_limit"] == "300MB"
+    assert report["results"][0]["runs"][0]["memory_limit"] == "300MB"
