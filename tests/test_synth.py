@@ -685,3 +685,16 @@ def test_a_scenario_without_households_generates(tmp_path: Path) -> None:
         roles = [row["role"] for row in csv.DictReader(handle)]
     assert result.contributors == len(roles) == 2000
     assert not {"household", "family_computer"} & set(roles)
+
+
+def test_csv_lines_are_written_from_chunked_columns() -> None:
+    """Big columns come as chunked arrays (30M events' labels did): every chunk is written."""
+    import pyarrow as pa
+
+    from ringfinder.synth.write import _write_csv_lines
+
+    written: list[bytes] = []
+    ids = pa.chunked_array([["c_1", "c_2"], ["c_3"]])
+    labels = pa.chunked_array([["fraud"], ["benign", "benign"]])
+    _write_csv_lines(lambda view: written.append(bytes(view)), [ids, labels])
+    assert b"".join(written) == b"c_1,fraud\nc_2,benign\nc_3,benign\n"

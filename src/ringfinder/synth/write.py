@@ -102,9 +102,11 @@ def _write_csv_lines(
         pick_short = bool_mask(np.arange(len(where)) % 2 == 0)
         lines = pc.replace_with_mask(lines, bool_mask(ragged), pc.if_else(pick_short, short, long))
     text = pc.binary_join_element_wise(lines, pa.scalar(""), "\n")
-    offsets = np.frombuffer(text.buffers()[1], dtype=np.int32)
-    first, last_byte = offsets[text.offset], offsets[text.offset + len(text)]
-    write(memoryview(text.buffers()[2])[first:last_byte])
+    # Large inputs come as chunked arrays (one chunk per take of a big column): write each.
+    for chunk in text.chunks if isinstance(text, pa.ChunkedArray) else [text]:
+        offsets = np.frombuffer(chunk.buffers()[1], dtype=np.int32)
+        first, last_byte = offsets[chunk.offset], offsets[chunk.offset + len(chunk)]
+        write(memoryview(chunk.buffers()[2])[first:last_byte])
 
 
 def csv_cell(values: pa.Array) -> pa.Array:
