@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from ringfinder.config import InputConfig, KindConfig
 from ringfinder.errors import InputError
-from ringfinder.ingest import IngestResult, read_events
+from ringfinder.ingest import IngestResult, normalised_events_sql, read_events
 
 EventWriter = Callable[..., Path]  # the ``write_events`` fixture
 # The default config's columns, in the order ``write_events`` writes them.
@@ -50,9 +50,11 @@ def ingest(
 
 
 def events_of(con: duckdb.DuckDBPyConnection) -> list[tuple[Any, ...]]:
+    """The events, identifiers normalised (every config here names its kinds so)."""
+    events = normalised_events_sql(con, InputConfig())
     return con.execute(
         "SELECT contributor_id, event_time, event_type, target, id_device, id_ip, id_payment "
-        "FROM events ORDER BY ALL"
+        f"FROM ({events}) ORDER BY ALL"
     ).fetchall()
 
 

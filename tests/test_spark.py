@@ -21,8 +21,9 @@ from ringfinder import pipeline
 from ringfinder.config import Config, InputConfig, KindConfig, load_config
 from ringfinder.errors import ConfigError, InputError
 from ringfinder.graph import GraphStats, build_graph
-from ringfinder.ingest import read_events
+from ringfinder.ingest import normalised_events_sql, read_events
 from ringfinder.pipeline import connect, run_detect
+from ringfinder.privacy import Privacy
 from ringfinder.spark import SparkProjection, build_graph_on_spark, project_with_spark
 
 pytestmark = pytest.mark.spark
@@ -70,9 +71,10 @@ def duckdb_graph(name: str) -> tuple[duckdb.DuckDBPyConnection, Config, GraphSta
     return con, config, build_graph(con, config=config)
 
 
-def export_events(con: duckdb.DuckDBPyConnection, folder: Path) -> str:
+def export_events(con: duckdb.DuckDBPyConnection, config: Config, folder: Path) -> str:
+    """The events with normal identifiers, as Parquet (what ``build_graph_on_spark`` stages)."""
     path = folder / "events.parquet"
-    con.execute(f"COPY events TO '{path}' (FORMAT parquet)")
+    con.execute(f"COPY ({normalised_events_sql(con, config.input)}) TO '{path}' (FORMAT parquet)")
     return str(path)
 
 
@@ -105,7 +107,7 @@ def assert_same_table(spark_frame: pd.DataFrame, duck_frame: pd.DataFrame, table
 @pytest.mark.parametrize("name", sorted(SAMPLES))
 def test_spark_projection_equals_duckdb(spark: Any, name: str, tmp_path: Path) -> None:
     con, config, stats = duckdb_graph(name)
-    projection = project_with_spark(export_events(con, tmp_path), config=config, spark=spark)
+    projection = project_with_spark(export_events(con, config, tmp_path), config=config, spark=spark)
     assert isinstance(projection, SparkProjection)
     for table in KEYS:
         assert_same_table(
@@ -142,7 +144,7 @@ def test_odd_kind_names_no_targets_and_crowded_payouts(spark: Any, tmp_path: Pat
     con.register("rf_test_events", frame)
     read_events(con, config=config.input, relation="rf_test_events")
     stats = build_graph(con, config=config)
-    projection = project_with_spark(export_events(con, tmp_path), config=config, spark=spark)
+    projection = project_with_spark(export_events(con, config, tmp_path), config=config, spark=spark)
     for table in KEYS:
         assert_same_table(
             getattr(projection, table), con.execute(f"SELECT * FROM {table}").df(), table
@@ -161,8 +163,10 @@ def test_spark_engine_leaves_detection_and_scores_unchanged(
     inputs = [FIXTURES / "sample" / SAMPLES["sample"]]
     expected = run_detect(inputs, config=config)
 
-    def graph_on_spark(con: duckdb.DuckDBPyConnection, *, config: Config) -> GraphStats:
-        return build_graph_on_spark(con, config=config, spark=spark)
+    def graph_on_spark(
+        con: duckdb.DuckDBPyConnection, *, config: Config, privacy: Privacy
+    ) -> GraphStats:
+        return build_graph_on_spark(con, config=config, privacy=privacy, spark=spark)
 
     monkeypatch.setattr(pipeline, "build_graph", graph_on_spark)
     result = run_detect(inputs, config=config)

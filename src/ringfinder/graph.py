@@ -20,8 +20,9 @@ from dataclasses import dataclass
 import duckdb
 
 from ringfinder.config import Config
-from ringfinder.normalise import sql_identifier, sql_literal
-from ringfinder.schema import CONTRIBUTOR, TARGET, TIME, identifier_column
+from ringfinder.normalise import create_identifier_map, mapped_sql, sql_identifier, sql_literal
+from ringfinder.privacy import NO_PRIVACY, Privacy
+from ringfinder.schema import CONTRIBUTOR, TARGET, TIME, raw_identifier_column
 
 # Pairs weigh 1 × the kind's weight when they share an identifier used by exactly two people.
 DEGREE_TWO_LOG = math.log(3.0)
@@ -39,15 +40,41 @@ class GraphStats:
     lockstep_pairs: int
 
 
-def edges_sql(config: Config) -> str:
-    """One GROUP BY scan per kind: contributor–identifier edges with counts and first/last seen."""
-    scans = [
-        f"SELECT {CONTRIBUTOR}, {sql_literal(kind)} AS kind, {sql_identifier(identifier_column(kind))} "
-        f"AS identifier, count(*) AS n_events, min({TIME}) AS first_seen, max({TIME}) AS last_seen "
-        f"FROM events WHERE {sql_identifier(identifier_column(kind))} IS NOT NULL GROUP BY ALL"
-        for kind in config.input.kinds
-    ]
-    return " UNION ALL ".join(scans)
+def build_edges(
+    con: duckdb.DuckDBPyConnection, *, config: Config, privacy: Privacy = NO_PRIVACY
+) -> None:
+    """Create ``edges``: contributor–identifier pairs with event counts and first/last seen.
+
+    One GROUP BY scan per kind over the identifiers as read; the distinct values of those far
+    fewer rows are then normalised (and pseudonymised), and uses of one identifier spelled
+    several ways are added up.
+    """
+    con.execute(
+        f"CREATE OR REPLACE TABLE edges ({CONTRIBUTOR} VARCHAR, kind VARCHAR, identifier VARCHAR, "
+        f"n_events BIGINT, first_seen TIMESTAMP, last_seen TIMESTAMP)"
+    )
+    for name, kind in config.input.kinds.items():
+        raw = sql_identifier(raw_identifier_column(name))
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE rf_uses AS
+            SELECT {CONTRIBUTOR}, {raw} AS raw, count(*) AS n_events, min({TIME}) AS first_seen,
+                max({TIME}) AS last_seen
+            FROM events WHERE {raw} IS NOT NULL GROUP BY ALL
+        """)
+        create_identifier_map(
+            con, "rf_uses_map", name, kind.normaliser, "rf_uses", "raw", config.input, privacy
+        )
+        con.execute(f"""
+            INSERT INTO edges
+            SELECT {CONTRIBUTOR}, {sql_literal(name)}, identifier, sum(n_events), min(first_seen),
+                max(last_seen)
+            FROM (
+                SELECT u.*, {mapped_sql("m", "u.raw")} AS identifier
+                FROM rf_uses u LEFT JOIN rf_uses_map m ON m.raw = u.raw
+            ) WHERE identifier IS NOT NULL GROUP BY ALL
+        """)
+    con.execute("DROP TABLE rf_uses")
+    con.execute("DROP TABLE rf_uses_map")
 
 
 def identifiers_sql(config: Config) -> str:
@@ -228,8 +255,12 @@ def pairs_sql(config: Config) -> str:
     """
 
 
-def build_graph(con: duckdb.DuckDBPyConnection, *, config: Config) -> GraphStats:
+def build_graph(
+    con: duckdb.DuckDBPyConnection, *, config: Config, privacy: Privacy = NO_PRIVACY
+) -> GraphStats:
     """Build ``edges``, ``identifiers`` and ``pairs`` from the ``events`` table.
+
+    With a ``privacy`` key, identifiers become keyed tokens as they are normalised.
 
     Examples
     --------
@@ -237,7 +268,7 @@ def build_graph(con: duckdb.DuckDBPyConnection, *, config: Config) -> GraphStats
     >>> stats.pairs  # doctest: +SKIP
     1234
     """
-    con.execute(f"CREATE OR REPLACE TABLE edges AS {edges_sql(config)}")
+    build_edges(con, config=config, privacy=privacy)
     con.execute(f"CREATE OR REPLACE TABLE identifiers AS {identifiers_sql(config)}")
     if config.input.target:
         con.execute(f"CREATE OR REPLACE TABLE lockstep_pairs AS {lockstep_pairs_sql(config)}")

@@ -23,14 +23,22 @@ import duckdb
 from ringfinder.config import InputConfig
 from ringfinder.errors import InputError
 from ringfinder.normalise import (
-    normalise_query,
+    create_identifier_map,
+    mapped_sql,
     register_functions,
     sql_identifier,
     sql_literal,
     sql_trim,
 )
 from ringfinder.privacy import NO_PRIVACY, PSEUDONYM_FUNCTION, Privacy, register_pseudonym_function
-from ringfinder.schema import CONTRIBUTOR, EVENT_TYPE, TARGET, TIME, identifier_column
+from ringfinder.schema import (
+    CONTRIBUTOR,
+    EVENT_TYPE,
+    TARGET,
+    TIME,
+    identifier_column,
+    raw_identifier_column,
+)
 
 log = logging.getLogger(__name__)
 
@@ -430,15 +438,22 @@ def _drop_exact_duplicates(con: duckdb.DuckDBPyConnection, data: Sequence[str]) 
 def _checked_sql(columns: Sequence[str], config: InputConfig, source: str) -> str:
     """Every row of ``source``, narrowed to what later stages read, with its reject reason.
 
-    A row keeps its contributor id (``rf_who``) and time (``rf_time``) parsed, the raw event
-    type, target and identifier columns, and a 64-bit hash of all its columns (``rf_hash``):
-    the other columns only matter for telling exact duplicates apart. A rejected row keeps its
-    source and full text for the quarantine; the others leave them NULL, which costs nothing.
+    A row keeps its contributor id (``rf_who``), time (``rf_time``), event type and target
+    cleaned, its identifiers as read (``rf_kind_<i>``), and a 64-bit hash of all its columns
+    (``rf_hash``): the other columns only matter for telling exact duplicates apart. A rejected
+    row keeps its source and full text for the quarantine; the others leave them NULL, which
+    costs nothing.
     """
-    later = {c.lower() for c in (config.event_type, config.target) if c}
-    later |= {kind.column.lower() for kind in config.kinds.values()}
-    kept = [c for c in columns if c.lower() in later]
     data = [c for c in columns if c not in META]
+    null = "CAST(NULL AS VARCHAR)"
+    event_type = (
+        f"lower({sql_trim(sql_identifier(config.event_type))})" if config.event_type else null
+    )
+    target = f"nullif({sql_trim(sql_identifier(config.target))}, '')" if config.target else null
+    identifiers = "".join(
+        f"{sql_identifier(kind.column)} AS rf_kind_{index}, "
+        for index, kind in enumerate(config.kinds.values())
+    )
     placeholders = ", ".join(sql_literal(p.strip().lower()) for p in config.placeholders) or "NULL"
     not_json = ""
     if JSON_LINE in columns:
@@ -465,7 +480,7 @@ def _checked_sql(columns: Sequence[str], config: InputConfig, source: str) -> st
     )
     return f"""
     SELECT CASE WHEN rf_reason IS NOT NULL THEN rf_source END AS rf_source, rf_row,
-        {"".join(sql_identifier(c) + ", " for c in kept)}rf_who, rf_time, rf_reason, hash({", ".join(sql_identifier(c) for c in data)}) AS rf_hash,
+        rf_who, rf_time, {event_type} AS rf_event_type, {target} AS rf_target, {identifiers}rf_reason, hash({", ".join(sql_identifier(c) for c in data)}) AS rf_hash,
         CASE WHEN rf_reason IS NOT NULL THEN {_raw_json_sql(columns)} END AS rf_raw_text
     FROM (SELECT *, {reason} AS rf_reason FROM (
         SELECT *, {_timestamp_sql("rf_ts")} AS rf_time FROM (
@@ -484,8 +499,9 @@ def _build_tables(
 ) -> None:
     """Union the staged parts, then split them into ``events`` and ``quarantine``.
 
-    Identifiers and contributor ids are normalised once per distinct value; only the values
-    that normalising changes are joined back onto the rows.
+    The staged rows become ``events`` in place: rejected rows and exact duplicates are deleted,
+    re-spelled contributor ids updated, and the helper columns dropped. Identifiers stay as
+    read (``raw_<kind>``): the graph normalises them once per distinct value.
     """
     if len(parts) == 1:
         con.execute(f"ALTER TABLE {parts[0]} RENAME TO rf_checked")
@@ -508,8 +524,8 @@ def _build_tables(
         "(SELECT count(*) FROM quarantine WHERE reason LIKE 'malformed line%') AS n"
     )
     con.execute("DELETE FROM rf_checked WHERE rf_reason IS NOT NULL")
-    data = [c for c in _columns(con, "rf_checked") if not c.startswith("rf_")]
-    _drop_exact_duplicates(con, [*data, "rf_who", "rf_time"])
+    kinds = [f"rf_kind_{i}" for i in range(len(config.kinds))]
+    _drop_exact_duplicates(con, ["rf_who", "rf_time", "rf_event_type", "rf_target", *kinds])
     spelling = _respelled_contributors_sql(config)
     if privacy.key and privacy.contributors:
         spelling = (
@@ -517,37 +533,38 @@ def _build_tables(
             f"FROM (SELECT DISTINCT rf_who AS raw FROM rf_checked) LEFT JOIN ({spelling}) s USING (raw)"
         )
     con.execute(f"CREATE TEMP TABLE rf_contributors AS {spelling}")
-    selects = [f"rf_who AS {CONTRIBUTOR}", f"rf_time AS {TIME}"]
-    joins = []
-    if con.execute("SELECT count(*) FROM rf_contributors").fetchall()[0][0]:
-        selects[0] = f"coalesce(rf_contributors.spelling, rf_who) AS {CONTRIBUTOR}"
-        joins.append("LEFT JOIN rf_contributors ON rf_contributors.raw = rf_checked.rf_who")
-    null = "CAST(NULL AS VARCHAR)"
-    event_type = (
-        f"lower({sql_trim(sql_identifier(config.event_type))})" if config.event_type else null
-    )
-    target = f"nullif({sql_trim(sql_identifier(config.target))}, '')" if config.target else null
-    selects += [f"{event_type} AS {EVENT_TYPE}", f"{target} AS {TARGET}"]
-    for index, (name, kind) in enumerate(config.kinds.items()):
-        mapping, column = f"rf_map_{index}", sql_identifier(kind.column)
-        query = normalise_query(kind.normaliser, "rf_checked", column, config)
-        if privacy.key:
-            query = f"SELECT raw, {PSEUDONYM_FUNCTION}({sql_literal(name)}, norm) AS norm FROM ({query})"
-        # MATERIALIZED: pushed into the query, the filter would normalise every value twice.
-        con.execute(
-            f"CREATE TEMP TABLE {mapping} AS WITH full_map AS MATERIALIZED ({query}) "
-            f"SELECT * FROM full_map WHERE norm IS DISTINCT FROM raw"
-        )
-        selects.append(
-            f"CASE WHEN {mapping}.raw IS NULL THEN rf_checked.{column} ELSE {mapping}.norm END "
-            f"AS {sql_identifier(identifier_column(name))}"
-        )
-        joins.append(f"LEFT JOIN {mapping} ON {mapping}.raw = rf_checked.{column}")
     con.execute(
-        f"CREATE TABLE events AS SELECT {', '.join(selects)} FROM rf_checked {' '.join(joins)}"
+        "UPDATE rf_checked SET rf_who = s.spelling FROM rf_contributors s WHERE rf_who = s.raw"
     )
-    for table in ["rf_contributors", "rf_checked", *(f"rf_map_{i}" for i in range(len(config.kinds)))]:
-        con.execute(f"DROP TABLE {table}")
+    for column in ("rf_source", "rf_row", "rf_reason", "rf_hash", "rf_raw_text"):
+        con.execute(f"ALTER TABLE rf_checked DROP COLUMN {column}")
+    names = {"rf_who": CONTRIBUTOR, "rf_time": TIME, "rf_event_type": EVENT_TYPE, "rf_target": TARGET}
+    names |= {k: raw_identifier_column(name) for k, name in zip(kinds, config.kinds, strict=True)}
+    for old, new in names.items():
+        con.execute(f"ALTER TABLE rf_checked RENAME COLUMN {old} TO {sql_identifier(new)}")
+    con.execute("ALTER TABLE rf_checked RENAME TO events")
+    con.execute("DROP TABLE rf_contributors")
+
+
+def normalised_events_sql(
+    con: duckdb.DuckDBPyConnection, config: InputConfig, privacy: Privacy = NO_PRIVACY
+) -> str:
+    """Query of ``events`` with each kind's identifiers in normal form (``id_<kind>``).
+
+    Creates the identifier maps it joins (``rf_map_<i>``) on ``con``. For engines that take
+    events with normal identifiers (Spark), and for tests; ``graph`` normalises the fewer
+    distinct values of the contributor–identifier edges instead.
+    """
+    selects = [CONTRIBUTOR, TIME, EVENT_TYPE, TARGET]
+    joins = []
+    for index, (name, kind) in enumerate(config.kinds.items()):
+        table, raw = f"rf_map_{index}", sql_identifier(raw_identifier_column(name))
+        create_identifier_map(
+            con, table, name, kind.normaliser, "events", raw, config, privacy
+        )
+        selects.append(f"{mapped_sql(table, f'events.{raw}')} AS {sql_identifier(identifier_column(name))}")
+        joins.append(f"LEFT JOIN {table} ON {table}.raw = events.{raw}")
+    return f"SELECT {', '.join(selects)} FROM events {' '.join(joins)}"
 
 
 def read_events(

@@ -18,6 +18,7 @@ import duckdb
 import pyarrow as pa
 
 from ringfinder.config import InputConfig, Normaliser
+from ringfinder.privacy import NO_PRIVACY, PSEUDONYM_FUNCTION, Privacy
 
 IPV6_FUNCTION = "rf_ipv6"
 IPV6_PREFIX_FUNCTION = "rf_ipv6_prefix"
@@ -248,3 +249,34 @@ def normalise_values(
     ).fetchall()
     con.close()
     return [row[0] for row in rows]
+
+
+def create_identifier_map(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    kind: str,
+    normaliser: Normaliser,
+    source: str,
+    column: str,
+    config: InputConfig,
+    privacy: Privacy = NO_PRIVACY,
+) -> None:
+    """Create ``table`` (raw, norm): the values of ``source.column`` (identifiers of ``kind``)
+    that normalising, and pseudonymising when ``privacy`` has a key, changes.
+
+    A value missing from the map is already in normal form: most are, and a small map is
+    cheap to join (``mapped_sql``).
+    """
+    query = normalise_query(normaliser, source, column, config)
+    if privacy.key:
+        query = f"SELECT raw, {PSEUDONYM_FUNCTION}({sql_literal(kind)}, norm) AS norm FROM ({query})"
+    # MATERIALIZED: pushed into the query, the filter would normalise every value twice.
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {table} AS WITH full_map AS MATERIALIZED ({query}) "
+        f"SELECT * FROM full_map WHERE norm IS DISTINCT FROM raw"
+    )
+
+
+def mapped_sql(table: str, raw: str) -> str:
+    """SQL: the normal form of the value ``raw``, with its map ``table`` joined on it."""
+    return f"(CASE WHEN {table}.raw IS NULL THEN {raw} ELSE {table}.norm END)"

@@ -169,11 +169,12 @@ def run_detect(
                 stats = build_graph_on_spark(
                     con,
                     config=config,
+                    privacy=privacy,
                     master=config.resources.spark_master,
                     staging_dir=config.resources.spark_staging_dir,
                 )
             else:
-                stats = build_graph(con, config=config)
+                stats = build_graph(con, config=config, privacy=privacy)
         with _timed("detect", timings, report):
             pairs = con.execute("SELECT a, b, weight, strong, solid FROM pairs ORDER BY a, b").df()
             stars = con.execute(

@@ -15,6 +15,11 @@ KIND = "kind"
 IDENTIFIER = "identifier"
 
 
+def raw_identifier_column(kind: str) -> str:
+    """Name of the ``events`` column that holds the identifiers of ``kind`` as they were read."""
+    return f"raw_{kind}"
+
+
 def identifier_column(kind: str) -> str:
     """Name of the ``events`` column that holds the normalised identifiers of ``kind``."""
     return f"id_{kind}"

@@ -33,7 +33,9 @@ import pandas as pd
 from ringfinder.config import Config
 from ringfinder.errors import ConfigError, InputError
 from ringfinder.graph import DEGREE_TWO_LOG, GraphStats, identifier_pairs_sql, strong_links_sql
+from ringfinder.ingest import normalised_events_sql
 from ringfinder.normalise import sql_literal
+from ringfinder.privacy import NO_PRIVACY, Privacy
 from ringfinder.schema import CONTRIBUTOR, TARGET, TIME, identifier_column
 
 # The strong-link and identifier-pair queries are graph.py's own; Spark spells the kind list so.
@@ -457,13 +459,15 @@ def build_graph_on_spark(
     con: duckdb.DuckDBPyConnection,
     *,
     config: Config,
+    privacy: Privacy = NO_PRIVACY,
     master: str = "local[*]",
     staging_dir: str = "",
     spark: SparkSession | None = None,
 ) -> GraphStats:
     """``graph.build_graph`` with the projection on Spark: events out as Parquet, tables back in.
 
-    Writes the ``events`` table of ``con`` to Parquet in a new folder under ``staging_dir`` (which
+    Writes the ``events`` table of ``con``, identifiers normalised (and pseudonymised with a
+    ``privacy`` key), to Parquet in a new folder under ``staging_dir`` (which
     a cluster's executors must see at the same path), projects it with ``project_with_spark``
     and creates ``edges``, ``identifiers``, ``lockstep_pairs``, ``pairs`` and ``strong_links``
     on ``con`` (edges and identifiers only of linked contributors), so that detection and
@@ -476,7 +480,8 @@ def build_graph_on_spark(
     """
     with _staging_folder(staging_dir) as folder:
         path = folder / "events.parquet"
-        con.execute(f"COPY events TO {sql_literal(str(path))} (FORMAT parquet)")
+        events = normalised_events_sql(con, config.input, privacy)
+        con.execute(f"COPY ({events}) TO {sql_literal(str(path))} (FORMAT parquet)")
         projection = project_with_spark(
             str(path), config=config, master=master, spark=spark, linked_only=True
         )
