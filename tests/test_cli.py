@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -102,6 +103,13 @@ def test_detect_writes_every_output(run: tuple[Path, Result]) -> None:
         assert (out / name).is_file(), name
     assert "read 22 rows: 20 accepted, 1 quarantined, 1 duplicates; 8 contributors" in result.stdout
     assert "1 rings, 1 flagged (4 contributors)" in result.stdout
+
+
+def test_each_stage_reports_the_time_it_took(run: tuple[Path, Result]) -> None:
+    """The progress display ends each stage with its time, so a long run shows where it is."""
+    _, result = run
+    for stage in ("ingest", "graph", "detect", "score", "write"):
+        assert re.search(rf"^{stage} done in \d+\.\d s$", result.stderr, re.MULTILINE), stage
 
 
 def test_the_ring_is_found_and_flagged(run: tuple[Path, Result]) -> None:

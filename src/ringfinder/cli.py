@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
+import time
 import tomllib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -15,6 +16,7 @@ from typing import Any, TypeVar, cast
 import click
 import duckdb
 from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from ringfinder import __version__
 from ringfinder.config import Config, load_config
@@ -78,9 +80,15 @@ def reports_errors(command: F) -> F:
 
 @contextmanager
 def _stage(name: str) -> Iterator[None]:
-    with stderr.status(f"{name}…", spinner="dots"):
+    """Show a stage as it runs (spinner and time so far), then the time it took."""
+    started = time.perf_counter()
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
+    # Off a terminal (a log file, a pipe) only the closing line is written.
+    with Progress(*columns, console=stderr, transient=True, disable=not stderr.is_terminal) as bar:
+        bar.add_task(f"{name}…", total=None)
         yield
-    stderr.print(f"[dim]{name} done[/dim]", highlight=False)
+    seconds = time.perf_counter() - started
+    stderr.print(f"[dim]{name} done in {seconds:.1f} s[/dim]", highlight=False)
 
 
 def _config(path: Path | None, seed: int | None) -> Config:
