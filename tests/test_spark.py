@@ -63,12 +63,16 @@ def spark() -> Iterator[Any]:
     session.stop()
 
 
-def duckdb_graph(name: str) -> tuple[duckdb.DuckDBPyConnection, Config, GraphStats]:
-    """The fixture ingested and projected by DuckDB, as ``run_detect`` does it."""
+def duckdb_graph(
+    name: str, folder: Path
+) -> tuple[duckdb.DuckDBPyConnection, Config, GraphStats, str]:
+    """The fixture ingested and projected by DuckDB, as ``run_detect`` does it, and its events
+    exported for Spark first (the graph frees the identifiers as read)."""
     config = load_config(FIXTURES / name / "config.toml")
     con = connect(config)
     read_events(con, [FIXTURES / name / SAMPLES[name]], config=config.input)
-    return con, config, build_graph(con, config=config)
+    events = export_events(con, config, folder)
+    return con, config, build_graph(con, config=config), events
 
 
 def export_events(con: duckdb.DuckDBPyConnection, config: Config, folder: Path) -> str:
@@ -106,8 +110,8 @@ def assert_same_table(spark_frame: pd.DataFrame, duck_frame: pd.DataFrame, table
 
 @pytest.mark.parametrize("name", sorted(SAMPLES))
 def test_spark_projection_equals_duckdb(spark: Any, name: str, tmp_path: Path) -> None:
-    con, config, stats = duckdb_graph(name)
-    projection = project_with_spark(export_events(con, config, tmp_path), config=config, spark=spark)
+    con, config, stats, events = duckdb_graph(name, tmp_path)
+    projection = project_with_spark(events, config=config, spark=spark)
     assert isinstance(projection, SparkProjection)
     for table in KEYS:
         assert_same_table(
@@ -143,8 +147,9 @@ def test_odd_kind_names_no_targets_and_crowded_payouts(spark: Any, tmp_path: Pat
     con = connect(config)
     con.register("rf_test_events", frame)
     read_events(con, config=config.input, relation="rf_test_events")
+    events = export_events(con, config, tmp_path)
     stats = build_graph(con, config=config)
-    projection = project_with_spark(export_events(con, config, tmp_path), config=config, spark=spark)
+    projection = project_with_spark(events, config=config, spark=spark)
     for table in KEYS:
         assert_same_table(
             getattr(projection, table), con.execute(f"SELECT * FROM {table}").df(), table

@@ -75,6 +75,9 @@ def build_edges(
         """)
     con.execute("DROP TABLE rf_uses")
     con.execute("DROP TABLE rf_uses_map")
+    # Nothing reads the identifiers as read again: free their memory for the rest of the run.
+    for name in config.input.kinds:
+        con.execute(f"ALTER TABLE events DROP COLUMN {sql_identifier(raw_identifier_column(name))}")
 
 
 def identifiers_sql(config: Config) -> str:
