@@ -33,7 +33,9 @@ from ringfinder.schema import FORMULA_START
 
 HEADER = "contributor_id,event_time,event_type,device_id,ip,payout_account\n"
 NO_EXTRAS = {"event_type": "", "kinds": {"device": {"column": "device_id", "normaliser": "device"}}}
-PROGRESS = re.compile(r"^\w+ done in \d+\.\d s$")  # the stage lines the CLI prints to stderr as it goes
+PROGRESS = re.compile(
+    r"^\w+ done in \d+\.\d s$"
+)  # the stage lines the CLI prints to stderr as it goes
 MB = 1024 * 1024
 
 

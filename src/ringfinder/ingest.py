@@ -538,7 +538,12 @@ def _build_tables(
     )
     for column in ("rf_source", "rf_row", "rf_reason", "rf_hash", "rf_raw_text"):
         con.execute(f"ALTER TABLE rf_checked DROP COLUMN {column}")
-    names = {"rf_who": CONTRIBUTOR, "rf_time": TIME, "rf_event_type": EVENT_TYPE, "rf_target": TARGET}
+    names = {
+        "rf_who": CONTRIBUTOR,
+        "rf_time": TIME,
+        "rf_event_type": EVENT_TYPE,
+        "rf_target": TARGET,
+    }
     names |= {k: raw_identifier_column(name) for k, name in zip(kinds, config.kinds, strict=True)}
     for old, new in names.items():
         con.execute(f"ALTER TABLE rf_checked RENAME COLUMN {old} TO {sql_identifier(new)}")
@@ -559,10 +564,10 @@ def normalised_events_sql(
     joins = []
     for index, (name, kind) in enumerate(config.kinds.items()):
         table, raw = f"rf_map_{index}", sql_identifier(raw_identifier_column(name))
-        create_identifier_map(
-            con, table, name, kind.normaliser, "events", raw, config, privacy
+        create_identifier_map(con, table, name, kind.normaliser, "events", raw, config, privacy)
+        selects.append(
+            f"{mapped_sql(table, f'events.{raw}')} AS {sql_identifier(identifier_column(name))}"
         )
-        selects.append(f"{mapped_sql(table, f'events.{raw}')} AS {sql_identifier(identifier_column(name))}")
         joins.append(f"LEFT JOIN {table} ON {table}.raw = events.{raw}")
     return f"SELECT {', '.join(selects)} FROM events {' '.join(joins)}"
 

@@ -269,7 +269,9 @@ def create_identifier_map(
     """
     query = normalise_query(normaliser, source, column, config)
     if privacy.key:
-        query = f"SELECT raw, {PSEUDONYM_FUNCTION}({sql_literal(kind)}, norm) AS norm FROM ({query})"
+        query = (
+            f"SELECT raw, {PSEUDONYM_FUNCTION}({sql_literal(kind)}, norm) AS norm FROM ({query})"
+        )
     # MATERIALIZED: pushed into the query, the filter would normalise every value twice.
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE {table} AS WITH full_map AS MATERIALIZED ({query}) "
