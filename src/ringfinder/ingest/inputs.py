@@ -1,0 +1,110 @@
+"""Input files: formats by extension, globs and folders, fingerprints, known-bad lists."""
+
+from __future__ import annotations
+
+import csv
+import glob
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ringfinder.errors import InputError
+from ringfinder.schema import CONTRIBUTOR
+
+FORMATS = {
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".txt": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+}
+
+
+def _format_of(path: Path, forced: str) -> str:
+    if forced != "auto":
+        return forced
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] in (".gz", ".zst"):
+        suffixes = suffixes[:-1]
+    fmt = FORMATS.get(suffixes[-1] if suffixes else "")
+    if fmt is None:
+        raise InputError(
+            f"{path}: unknown file type; use .csv, .parquet or .jsonl, or set input.format"
+        )
+    return fmt
+
+
+def resolve_inputs(
+    inputs: Sequence[str | Path], *, forced_format: str = "auto"
+) -> list[tuple[Path, str]]:
+    """Expand globs and folders into a sorted list of (file, format)."""
+    files: list[Path] = []
+    for item in inputs:
+        text = str(item)
+        path = Path(text)
+        if path.is_dir():
+            found = sorted(
+                p
+                for p in path.rglob("*")
+                if p.is_file() and not p.name.startswith(".") and _known(p, forced_format)
+            )
+            if not found:
+                raise InputError(f"{path}: folder holds no .csv, .parquet or .jsonl files")
+            files.extend(found)
+        elif any(ch in text for ch in "*?["):
+            matched = sorted(Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file())
+            if not matched:
+                raise InputError(f"{text}: no input files match this pattern")
+            files.extend(matched)
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise InputError(f"{path}: input file not found")
+    unique = sorted(dict.fromkeys(files))
+    return [(p, _format_of(p, forced_format)) for p in unique]
+
+
+def _known(path: Path, forced: str) -> bool:
+    try:
+        _format_of(path, forced)
+    except InputError:
+        return False
+    return True
+
+
+def fingerprint(path: Path) -> dict[str, Any]:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return {"path": str(path), "bytes": path.stat().st_size, "sha256": digest.hexdigest()}
+
+
+def read_known_bad(path: str | Path) -> list[str]:
+    """Contributor ids from a known-bad list: one id per line, or a CSV with a contributor_id column.
+
+    Examples
+    --------
+    >>> read_known_bad("banned.txt")  # doctest: +SKIP
+    ['c_0001', 'c_0042']
+    """
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
+    except FileNotFoundError:
+        raise InputError(f"{path}: known-bad file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read known-bad file: {exc}") from None
+    rows = list(csv.reader(lines))
+    if not rows:
+        raise InputError(f"{path}: known-bad file is empty")
+    header = [cell.strip().lower() for cell in rows[0]]
+    column, body = (header.index(CONTRIBUTOR), rows[1:]) if CONTRIBUTOR in header else (0, rows)
+    ids = sorted({row[column].strip() for row in body if len(row) > column and row[column].strip()})
+    if not ids:
+        raise InputError(f"{path}: known-bad file lists no contributor id")
+    return ids

@@ -1,0 +1,236 @@
+"""Staging: each input read once into a narrow table of checked rows, rejects with reasons."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import duckdb
+
+from ringfinder.config import InputConfig
+from ringfinder.errors import InputError
+from ringfinder.ingest.checks import check_parquet_types, check_text, mapped_columns
+from ringfinder.normalise import sql_identifier, sql_literal, sql_trim
+
+META = ("rf_source", "rf_row")
+JSON_LINE = "rf_line"
+# json_type raises on invalid JSON, and AND does not short-circuit: guard it with CASE.
+JSON_IS_OBJECT = (
+    f"coalesce(CASE WHEN json_valid({JSON_LINE}) THEN json_type({JSON_LINE}) END = 'OBJECT', false)"
+)
+EARLIEST, LATEST = "1990-01-01", "2100-01-01"
+
+
+def _duck_error(exc: Exception) -> str:
+    """The first line of a DuckDB error, plus the line that says a CSV line was too long."""
+    lines = str(exc).strip().splitlines()
+    if not lines:
+        return type(exc).__name__
+    too_long = [line for line in lines[1:] if line.startswith("Maximum line size")]
+    return "; ".join(lines[:1] + too_long)
+
+
+def _scan_sql(path: Path, fmt: str, rejects: str) -> str:
+    p = sql_literal(str(path))
+    if fmt == "parquet":
+        return (
+            f"SELECT {sql_literal(str(path))} AS rf_source, file_row_number + 1 AS rf_row, "
+            f"COLUMNS(* EXCLUDE (file_row_number))::VARCHAR "
+            f"FROM read_parquet({p}, file_row_number = true)"
+        )
+    if fmt == "jsonl":
+        return (
+            f"SELECT * FROM (SELECT {p} AS rf_source, row_number() OVER () AS rf_row, "
+            f"column0 AS {JSON_LINE} FROM read_csv({p}, columns = {{'column0': 'VARCHAR'}}, "
+            f"header = false, delim = '\\x1e', quote = '', escape = '', auto_detect = false, "
+            f"strict_mode = false, max_line_size = 67108864, store_rejects = true, "
+            f"rejects_table = '{rejects}', rejects_scan = '{rejects}_scan')) "
+            f"WHERE {JSON_LINE} IS NOT NULL AND trim({JSON_LINE}) <> ''"
+        )
+    return (
+        f"SELECT {p} AS rf_source, row_number() OVER () AS rf_row, * "
+        f"FROM read_csv({p}, all_varchar = true, header = true, sample_size = 20480, "
+        f"max_line_size = 67108864, store_rejects = true, "
+        f"rejects_table = '{rejects}', rejects_scan = '{rejects}_scan')"
+    )
+
+
+def _columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
+    """Column names of a table, view or SELECT."""
+    return [row[0] for row in con.execute(f"DESCRIBE {table}").fetchall()]
+
+
+def _json_columns(config: InputConfig) -> str:
+    """Select list that pulls the mapped keys out of JSON lines (only from object lines)."""
+    is_object = JSON_IS_OBJECT
+    parts = []
+    for column in dict.fromkeys(mapped_columns(config).values()):
+        key = sql_literal(column)
+        parts.append(
+            f"CASE WHEN {is_object} THEN json_extract_string({JSON_LINE}, {key}) END "
+            f"AS {sql_identifier(column)}"
+        )
+    return ", ".join(parts)
+
+
+def stage_file(
+    con: duckdb.DuckDBPyConnection, path: Path, fmt: str, index: int, config: InputConfig
+) -> str:
+    """Read one file in one pass into a narrow staging table of checked rows; return its name."""
+    table, rejects = f"rf_part_{index}", f"rf_rejects_{index}"
+    scan = _scan_sql(path, fmt, rejects)
+    if fmt in ("csv", "jsonl"):
+        check_text(path, fmt)
+    try:
+        if fmt == "parquet":
+            check_parquet_types(con, path, config)
+        if fmt == "jsonl":
+            con.execute(f"CREATE TEMP TABLE {table}_lines AS {scan}")
+            _check_json_keys(con, f"{table}_lines", path, config)
+            scan = f"SELECT *, {_json_columns(config)} FROM {table}_lines"
+        present = _columns(con, scan)
+        if fmt != "jsonl":
+            if [c for c in present if c not in META] == ["column0"]:
+                raise InputError(
+                    f"{path}: file is empty; expected a header line naming the columns"
+                )
+            _check_columns(str(path), present, config)
+        con.execute(f"CREATE TEMP TABLE {table} AS {_checked_sql(present, config, scan)}")
+        if fmt == "jsonl":
+            con.execute(f"DROP TABLE {table}_lines")
+    except duckdb.Error as exc:
+        raise InputError(f"{path}: cannot read as {fmt}: {_duck_error(exc)}") from None
+    return table
+
+
+def rejected_lines(con: duckdb.DuckDBPyConnection, index: int, path: Path) -> str | None:
+    """Query of the lines DuckDB's CSV reader rejected for file ``index``, as quarantine rows."""
+    tables = {row[0] for row in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+    if f"rf_rejects_{index}" not in tables:
+        return None
+    # DuckDB logs one error per missing column: keep one row per rejected line.
+    return (
+        f"SELECT {sql_literal(str(path))} AS source, CAST(line AS BIGINT) AS row, "
+        f"'malformed line: ' || lower(error_type::VARCHAR) AS reason, csv_line AS raw "
+        f"FROM rf_rejects_{index} "
+        f"QUALIFY row_number() OVER (PARTITION BY scan_id, file_id, line ORDER BY column_idx) = 1"
+    )
+
+
+def stage_query(con: duckdb.DuckDBPyConnection, query: str, label: str, config: InputConfig) -> str:
+    """Run the input query once into a narrow staging table of checked rows."""
+    scan = (
+        f"SELECT {sql_literal(label)} AS rf_source, row_number() OVER () AS rf_row, "
+        f"COLUMNS(*)::VARCHAR FROM ({query})"
+    )
+    try:
+        present = _columns(con, scan)
+        _check_columns(label, present, config)
+        con.execute(f"CREATE TEMP TABLE rf_part_sql AS {_checked_sql(present, config, scan)}")
+    except duckdb.Error as exc:
+        raise InputError(f"{label}: query failed: {_duck_error(exc)}") from None
+    return "rf_part_sql"
+
+
+def _timestamp_sql(column: str) -> str:
+    """Parse ISO 8601 (Z or offset), 'YYYY-MM-DD HH:MM:SS', epoch s or ms into a UTC TIMESTAMP.
+
+    ``column`` holds the trimmed text.
+    Text without '-' or ':' is read as a number: seconds below 1e11, milliseconds above.
+    Everything else goes through DuckDB's TIMESTAMPTZ parser (the session runs in UTC).
+    """
+    t = column
+    number = f"try_cast({t} AS DOUBLE)"
+    return (
+        f"(CASE WHEN NOT contains({t}, '-') AND NOT contains({t}, ':') THEN "
+        f"(CASE WHEN abs({number}) < 1e11 THEN make_timestamp(CAST({number} * 1e6 AS BIGINT)) "
+        f"WHEN abs({number}) < 1e14 THEN make_timestamp(CAST({number} * 1e3 AS BIGINT)) END) "
+        f"ELSE CAST(try_cast({t} AS TIMESTAMPTZ) AS TIMESTAMP) END)"
+    )
+
+
+def _raw_json_sql(columns: Sequence[str]) -> str:
+    """The row as it came: the JSON line itself, or an object of the row's text columns."""
+    data = [c for c in columns if c not in META and c != JSON_LINE]
+    pairs = ", ".join(f"{sql_literal(c)}, {sql_identifier(c)}" for c in data)
+    obj = f"CAST(json_object({pairs}) AS VARCHAR)" if data else "NULL"
+    return f"coalesce({JSON_LINE}, {obj})" if JSON_LINE in columns else obj
+
+
+def _checked_sql(columns: Sequence[str], config: InputConfig, source: str) -> str:
+    """Every row of ``source``, narrowed to what later stages read, with its reject reason.
+
+    A row keeps its contributor id (``rf_who``), time (``rf_time``), event type and target
+    cleaned, its identifiers as read (``rf_kind_<i>``), and a 64-bit hash of all its columns
+    (``rf_hash``): the other columns only matter for telling exact duplicates apart. A rejected
+    row keeps its source and full text for the quarantine; the others leave them NULL, which
+    costs nothing.
+    """
+    data = [c for c in columns if c not in META]
+    null = "CAST(NULL AS VARCHAR)"
+    event_type = (
+        f"lower({sql_trim(sql_identifier(config.event_type))})" if config.event_type else null
+    )
+    target = f"nullif({sql_trim(sql_identifier(config.target))}, '')" if config.target else null
+    identifiers = "".join(
+        f"{sql_identifier(kind.column)} AS rf_kind_{index}, "
+        for index, kind in enumerate(config.kinds.values())
+    )
+    placeholders = ", ".join(sql_literal(p.strip().lower()) for p in config.placeholders) or "NULL"
+    not_json = ""
+    if JSON_LINE in columns:
+        not_json = (
+            f"WHEN {JSON_LINE} IS NOT NULL AND NOT json_valid({JSON_LINE}) THEN 'malformed JSON line' "
+            f"WHEN {JSON_LINE} IS NOT NULL AND NOT {JSON_IS_OBJECT} "
+            f"THEN 'JSON line is not an object' "
+        )
+        # A nested value comes out as its JSON text: only text starting so is worth a look.
+        for column in dict.fromkeys(mapped_columns(config).values()):
+            key = sql_literal("$." + sql_identifier(column))
+            not_json += (
+                f"WHEN CASE WHEN left({sql_identifier(column)}, 1) IN ('{{', '[') "
+                f"THEN json_type({JSON_LINE}, {key}) IN ('OBJECT', 'ARRAY') END "
+                f"THEN {sql_literal(f'nested JSON value for {column}')} "
+            )
+    reason = (
+        f"CASE {not_json}WHEN rf_who IS NULL OR rf_who = '' "
+        f"OR lower(rf_who) IN ({placeholders}) THEN 'missing contributor id' "
+        f"WHEN rf_ts IS NULL OR rf_ts = '' THEN 'missing timestamp' "
+        f"WHEN rf_time IS NULL THEN 'unparseable timestamp' "
+        f"WHEN rf_time < TIMESTAMP '{EARLIEST}' OR rf_time >= TIMESTAMP '{LATEST}' "
+        f"THEN 'timestamp out of range' END"
+    )
+    return f"""
+    SELECT CASE WHEN rf_reason IS NOT NULL THEN rf_source END AS rf_source, rf_row,
+        rf_who, rf_time, {event_type} AS rf_event_type, {target} AS rf_target, {identifiers}rf_reason, hash({", ".join(sql_identifier(c) for c in data)}) AS rf_hash,
+        CASE WHEN rf_reason IS NOT NULL THEN {_raw_json_sql(columns)} END AS rf_raw_text
+    FROM (SELECT *, {reason} AS rf_reason FROM (
+        SELECT *, {_timestamp_sql("rf_ts")} AS rf_time FROM (
+            SELECT *, {sql_trim(sql_identifier(config.contributor))} AS rf_who,
+                {sql_trim(sql_identifier(config.timestamp))} AS rf_ts
+            FROM ({source}))))
+    """
+
+
+def _check_columns(source: str, present: Sequence[str], config: InputConfig) -> None:
+    lowered = {c.lower() for c in present}
+    for key, column in mapped_columns(config).items():
+        if column.lower() not in lowered:
+            shown = ", ".join(c for c in present if c not in META and c != JSON_LINE)
+            raise InputError(f"{source}: column {column!r} ({key}) not found; columns are: {shown}")
+
+
+def _check_json_keys(
+    con: duckdb.DuckDBPyConnection, table: str, path: Path, config: InputConfig
+) -> None:
+    """A mapped key that no object line of a JSON file has is a missing column."""
+    objects = JSON_IS_OBJECT
+    if not con.execute(f"SELECT count(*) FROM {table} WHERE {objects}").fetchone()[0]:  # type: ignore[index]
+        return  # no object at all: every line is quarantined with its reason
+    for key, column in mapped_columns(config).items():
+        path_literal = sql_literal("$." + sql_identifier(column))
+        found = con.execute(
+            f"SELECT count(*) FROM {table} WHERE {objects} AND json_exists({JSON_LINE}, {path_literal})"
+        ).fetchone()[0]  # type: ignore[index]
+        if not found:
+            raise InputError(f"{path}: key {column!r} ({key}) not found in any JSON object")
