@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -252,3 +254,16 @@ def test_report_shows_the_trend_once_history_holds_two_runs(tmp_path: Path) -> N
     assert report.count("<polyline") == 3
     # The same data twice: every ring keeps its id.
     assert set(first.rings["ring_id"]) == set(second.rings["ring_id"])
+
+
+def test_duckdb_draws_no_progress_bar_into_stdout() -> None:
+    """DuckDB draws a bar on stdout for any query over 2 s, which at scale would land in
+    --json output: the connection the pipeline uses has it off. (Checked in a process of its
+    own: under pytest's capture DuckDB starts with the bar off anyway.)"""
+    code = (
+        "from ringfinder.config import Config; from ringfinder.pipeline import connect; "
+        "print(connect(Config()).execute(\"SELECT current_setting('enable_progress_bar')\")"
+        ".fetchone()[0])"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"

@@ -56,6 +56,9 @@ class RunResult:
 def connect(config: Config) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection with the configured resource limits."""
     con = duckdb.connect(":memory:")
+    # DuckDB draws a progress bar on stdout for queries over 2 s: at 100M events it would land
+    # in the middle of --json output. The CLI shows progress per stage on stderr instead.
+    con.execute("SET enable_progress_bar = false")
     r = config.resources
     if r.memory_limit:
         con.execute(f"SET memory_limit = {sql_literal(r.memory_limit)}")
