@@ -429,6 +429,18 @@ class ChildFailed(Exception):
     """A child process failed or timed out; the message is one line."""
 
 
+def failure_line(stderr: str) -> str:
+    """The line of a child's stderr that says what failed: the exception of a traceback (DuckDB
+    follows it with lines of advice), else the last line.
+
+    >>> failure_line("Traceback ...\\nduckdb.OutOfMemoryException: Out of Memory\\n\\nSee also x")
+    'duckdb.OutOfMemoryException: Out of Memory'
+    """
+    lines = [line for line in stderr.strip().splitlines() if line.strip()]
+    errors = [line for line in lines if re.match(r"[\w.]+(Error|Exception): ", line)]
+    return (errors or lines or [""])[-1]
+
+
 def spawn(arguments: Sequence[str], *, timeout: float) -> dict[str, Any]:
     """Run this script as a child with ``arguments`` and return the JSON it printed."""
     command = [sys.executable, str(Path(__file__).resolve()), *arguments]
@@ -437,8 +449,7 @@ def spawn(arguments: Sequence[str], *, timeout: float) -> dict[str, Any]:
     except subprocess.TimeoutExpired:
         raise ChildFailed(f"> {timeout:g} s (timed out)") from None
     if done.returncode != 0:
-        lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
-        raise ChildFailed(lines[-1] if lines else f"exit status {done.returncode}")
+        raise ChildFailed(failure_line(done.stderr) or f"exit status {done.returncode}")
     try:
         result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     except (json.JSONDecodeError, IndexError):

@@ -178,6 +178,22 @@ def test_two_runs_give_byte_identical_tables(run: tuple[Path, Result], tmp_path:
         assert (again / name).read_bytes() == (out / name).read_bytes(), name
 
 
+def test_running_out_of_memory_says_which_settings_help(
+    run: tuple[Path, Result], tmp_path: Path
+) -> None:
+    """An input bigger than the memory limit is not the input's fault: the line says so."""
+    out, _ = run
+    config = tmp_path / "tight.toml"
+    config.write_text('[resources]\nmemory_limit = "2MB"\nthreads = 1\n')
+    events = str(out.parent / "events.csv")
+    result = invoke("detect", events, "--out", str(tmp_path / "o"), "--config", str(config))
+    assert result.exit_code == 1
+    line = error_line(result)
+    assert line.startswith("ringfinder: error: data engine ran out of memory (Out of Memory")
+    assert "raise resources.memory_limit" in line and "resources.temp_directory" in line
+    assert "cannot read" not in line
+
+
 def test_a_bad_config_exits_2_naming_the_key(run: tuple[Path, Result], tmp_path: Path) -> None:
     out, _ = run
     config = tmp_path / "bad.toml"

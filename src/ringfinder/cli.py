@@ -61,6 +61,12 @@ def reports_errors(command: F) -> F:
             return command(*args, **kwargs)
         except RingfinderError as exc:
             _fail(str(exc), exc.exit_code)
+        except duckdb.OutOfMemoryException as exc:
+            _fail(
+                f"data engine ran out of memory ({str(exc).strip().splitlines()[0]}); raise "
+                "resources.memory_limit, or give resources.temp_directory a disk with room to spill",
+                1,
+            )
         except duckdb.Error as exc:
             _fail(f"data engine: {str(exc).strip().splitlines()[0]}", 1)
         except MemoryError:

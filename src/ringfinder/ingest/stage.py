@@ -98,6 +98,8 @@ def stage_file(
         con.execute(f"CREATE TEMP TABLE {table} AS {_checked_sql(present, config, scan)}")
         if fmt == "jsonl":
             con.execute(f"DROP TABLE {table}_lines")
+    except duckdb.OutOfMemoryException:
+        raise  # not the input's fault: the CLI says how to give it memory
     except duckdb.Error as exc:
         raise InputError(f"{path}: cannot read as {fmt}: {_duck_error(exc)}") from None
     return table
@@ -127,6 +129,8 @@ def stage_query(con: duckdb.DuckDBPyConnection, query: str, label: str, config: 
         present = _columns(con, scan)
         _check_columns(label, present, config)
         con.execute(f"CREATE TEMP TABLE rf_part_sql AS {_checked_sql(present, config, scan)}")
+    except duckdb.OutOfMemoryException:
+        raise  # not the input's fault: the CLI says how to give it memory
     except duckdb.Error as exc:
         raise InputError(f"{label}: query failed: {_duck_error(exc)}") from None
     return "rf_part_sql"
