@@ -80,15 +80,22 @@ def _drop_exact_duplicates(con: duckdb.DuckDBPyConnection, data: Sequence[str]) 
     """Delete all but the first of each set of identical rows of ``rf_checked``.
 
     Rows whose hashes differ differ, so only the few rows whose hash repeats are compared
-    column by column: no DISTINCT over every row's text.
+    column by column: no DISTINCT over every row's text. Each step is its own table, so only
+    the grouping of all hashes is big, and DuckDB spills that under a memory limit.
     """
     columns = ", ".join([*(sql_identifier(c) for c in data), "rf_hash"])
+    con.execute(
+        "CREATE TEMP TABLE rf_repeated AS "
+        "SELECT rf_hash FROM rf_checked GROUP BY ALL HAVING count(*) > 1"
+    )
     con.execute(f"""
-        DELETE FROM rf_checked WHERE rowid IN (
-            SELECT rowid FROM rf_checked
-            WHERE rf_hash IN (SELECT rf_hash FROM rf_checked GROUP BY ALL HAVING count(*) > 1)
-            QUALIFY row_number() OVER (PARTITION BY {columns} ORDER BY rf_row) > 1)
+        CREATE TEMP TABLE rf_extra AS SELECT rowid AS extra FROM rf_checked
+        SEMI JOIN rf_repeated USING (rf_hash)
+        QUALIFY row_number() OVER (PARTITION BY {columns} ORDER BY rf_row) > 1
     """)
+    con.execute("DELETE FROM rf_checked WHERE rowid IN (SELECT extra FROM rf_extra)")
+    con.execute("DROP TABLE rf_repeated")
+    con.execute("DROP TABLE rf_extra")
 
 
 def _build_tables(
