@@ -16,6 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import ringfinder.ingest
 from ringfinder.config import InputConfig, KindConfig
 from ringfinder.errors import InputError
 from ringfinder.ingest import IngestResult, normalised_events_sql, read_events
@@ -306,12 +307,16 @@ def test_bad_json_lines_are_quarantined(tmp_path: Path) -> None:
     assert_accounting(result)
 
 
+@pytest.mark.parametrize("hashes_per_slice", [16_000_000, 1], ids=["one slice", "many slices"])
 def test_exact_duplicates_are_counted_and_dropped(
-    write_events: EventWriter, tmp_path: Path
+    write_events: EventWriter, monkeypatch: pytest.MonkeyPatch, hashes_per_slice: int
 ) -> None:
+    """Also when the hashes are grouped slice by slice, as for inputs of many millions."""
+    monkeypatch.setattr(ringfinder.ingest, "HASHES_PER_SLICE", hashes_per_slice)
     row = ("c1", T0, "task", "d1", "1.2.3.4", "P1")
     near = ("c1", T0, "review", "d1", "1.2.3.4", "P1")  # differs in one column: kept
-    first = write_events([row, row, near, row], name="a.csv")
+    other = ("c2", T0, "task", "d2", "1.2.3.5", "P2")
+    first = write_events([row, row, near, row, other, other], name="a.csv")
     second = write_events([row], name="b.csv")  # a duplicate across files counts too
     result, con = ingest([first, second])
     assert (
@@ -319,8 +324,12 @@ def test_exact_duplicates_are_counted_and_dropped(
         result.rows_accepted,
         result.rows_quarantined,
         result.rows_duplicate,
-    ) == (5, 2, 0, 3)
-    assert sorted(e[2] for e in events_of(con)) == ["review", "task"]
+    ) == (7, 3, 0, 4)
+    assert sorted(e[:3:2] for e in events_of(con)) == [
+        ("c1", "review"),
+        ("c1", "task"),
+        ("c2", "task"),
+    ]
 
 
 def test_garbage_identifiers_are_dropped_not_fatal(write_events: EventWriter) -> None:

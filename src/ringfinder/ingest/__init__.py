@@ -7,6 +7,7 @@ reason). Nothing is lost: rows read = accepted + quarantined + exact duplicates.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,6 +77,10 @@ def _respelled_contributors_sql(config: InputConfig) -> str:
     ) WHERE raw <> spelling"""
 
 
+# Rows whose hashes are grouped at once when looking for exact duplicates.
+HASHES_PER_SLICE = 16_000_000
+
+
 def _drop_exact_duplicates(con: duckdb.DuckDBPyConnection, data: Sequence[str]) -> None:
     """Delete all but the first of each set of identical rows of ``rf_checked``.
 
@@ -84,10 +89,16 @@ def _drop_exact_duplicates(con: duckdb.DuckDBPyConnection, data: Sequence[str]) 
     the grouping of all hashes is big, and DuckDB spills that under a memory limit.
     """
     columns = ", ".join([*(sql_identifier(c) for c in data), "rf_hash"])
-    con.execute(
-        "CREATE TEMP TABLE rf_repeated AS "
-        "SELECT rf_hash FROM rf_checked GROUP BY ALL HAVING count(*) > 1"
-    )
+    # Grouped in slices of the hash space: one table of 100M hashes needs more memory at once
+    # than DuckDB can spill under a 6GB limit.
+    ((rows,),) = con.execute("SELECT count(*) FROM rf_checked").fetchall()
+    slices = max(1, math.ceil(rows / HASHES_PER_SLICE))
+    con.execute("CREATE TEMP TABLE rf_repeated (rf_hash UBIGINT)")
+    for part in range(slices):
+        con.execute(
+            f"INSERT INTO rf_repeated SELECT rf_hash FROM rf_checked "
+            f"WHERE rf_hash % {slices} = {part} GROUP BY ALL HAVING count(*) > 1"
+        )
     con.execute(f"""
         CREATE TEMP TABLE rf_extra AS SELECT rowid AS extra FROM rf_checked
         SEMI JOIN rf_repeated USING (rf_hash)
