@@ -85,12 +85,11 @@ def _drop_exact_duplicates(con: duckdb.DuckDBPyConnection, data: Sequence[str]) 
     """Delete all but the first of each set of identical rows of ``rf_checked``.
 
     Rows whose hashes differ differ, so only the few rows whose hash repeats are compared
-    column by column: no DISTINCT over every row's text. Each step is its own table, so only
-    the grouping of all hashes is big, and DuckDB spills that under a memory limit.
+    column by column: no DISTINCT over every row's text. Each step is a table of its own and
+    the hashes are grouped slice by slice of the hash space: grouping 100M at once needed more
+    memory in one piece than DuckDB could spill under a 6GB limit.
     """
     columns = ", ".join([*(sql_identifier(c) for c in data), "rf_hash"])
-    # Grouped in slices of the hash space: one table of 100M hashes needs more memory at once
-    # than DuckDB can spill under a 6GB limit.
     ((rows,),) = con.execute("SELECT count(*) FROM rf_checked").fetchall()
     slices = max(1, math.ceil(rows / HASHES_PER_SLICE))
     con.execute("CREATE TEMP TABLE rf_repeated (rf_hash UBIGINT)")
