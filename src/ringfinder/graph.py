@@ -15,6 +15,7 @@ less about each pair than a rare one, so its weight falls with the log of its de
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import duckdb
@@ -185,7 +186,17 @@ def identifier_pairs_sql(kind_list: str = DUCKDB_KIND_LIST) -> str:
     """
 
 
-def lockstep_pairs_sql(config: Config) -> str:
+def duckdb_epoch(column: str) -> str:
+    """SQL: seconds since 1970 of a timestamp, in DuckDB."""
+    return f"epoch({column})"
+
+
+def lockstep_pairs_sql(
+    config: Config,
+    *,
+    epoch: Callable[[str], str] = duckdb_epoch,
+    materialized: str = "MATERIALIZED",
+) -> str:
     """Pairs that acted on the same targets within seconds, again and again.
 
     After SynchroTrap (Cao et al., CCS 2014): actions are bucketed by time, and only actions in
@@ -195,23 +206,30 @@ def lockstep_pairs_sql(config: Config) -> str:
     Most actions have no other action on their target within a bucket's reach. Two buckets at
     most one apart always share a cell of one of two grids of two-bucket cells (one offset by
     a bucket), so only actions in a cell holding two or more are compared.
+
+    The query is plain SQL that Spark runs too; only the epoch function and whether CTEs are
+    ``MATERIALIZED`` are spelled per engine.
     """
     g = config.graph
     window = g.lockstep_window_seconds
+
+    def half(bucket: str) -> str:  # floor division by two, spelled alike in both engines
+        return f"CAST(floor(({bucket}) / 2) AS BIGINT)"
+
     return f"""
-    WITH acts AS MATERIALIZED (
+    WITH acts AS {materialized} (
         SELECT {CONTRIBUTOR}, {TARGET} AS target, {TIME} AS t,
-            CAST(floor(epoch({TIME}) / {window!r}) AS BIGINT) AS bucket
+            CAST(floor({epoch(TIME)} / {window!r}) AS BIGINT) AS bucket
         FROM events WHERE {TARGET} IS NOT NULL
     ), even_cells AS (
-        SELECT target, bucket // 2 AS cell FROM acts GROUP BY ALL HAVING count(*) > 1
+        SELECT target, {half("bucket")} AS cell FROM acts GROUP BY ALL HAVING count(*) > 1
     ), odd_cells AS (
-        SELECT target, (bucket + 1) // 2 AS cell FROM acts GROUP BY ALL HAVING count(*) > 1
-    ), candidates AS MATERIALIZED (
-        SELECT a.* FROM acts a SEMI JOIN even_cells c ON c.target = a.target AND c.cell = a.bucket // 2
+        SELECT target, {half("bucket + 1")} AS cell FROM acts GROUP BY ALL HAVING count(*) > 1
+    ), candidates AS {materialized} (
+        SELECT a.* FROM acts a SEMI JOIN even_cells c ON c.target = a.target AND c.cell = {half("a.bucket")}
         UNION
         SELECT a.* FROM acts a
-        SEMI JOIN odd_cells c ON c.target = a.target AND c.cell = (a.bucket + 1) // 2
+        SEMI JOIN odd_cells c ON c.target = a.target AND c.cell = {half("a.bucket + 1")}
     ), crowded AS (
         SELECT target, bucket FROM candidates GROUP BY ALL
         HAVING count(DISTINCT {CONTRIBUTOR}) > {g.lockstep_max_bucket}
@@ -223,9 +241,9 @@ def lockstep_pairs_sql(config: Config) -> str:
         UNION ALL
         SELECT x.{CONTRIBUTOR}, y.{CONTRIBUTOR}, x.target, x.t, y.t
         FROM usable x JOIN usable y ON x.target = y.target AND y.bucket = x.bucket + 1
-    ), co AS MATERIALIZED (
+    ), co AS {materialized} (
         SELECT least(p, q) AS a, greatest(p, q) AS b, count(DISTINCT target) AS co_targets
-        FROM close WHERE p <> q AND abs(epoch(tx) - epoch(ty)) <= {window!r}
+        FROM close WHERE p <> q AND abs({epoch("tx")} - {epoch("ty")}) <= {window!r}
         GROUP BY ALL HAVING count(DISTINCT target) >= {g.lockstep_min_targets}
     ), activity AS (
         SELECT {CONTRIBUTOR}, count(DISTINCT target) AS targets FROM acts

@@ -21,7 +21,7 @@ def raw_identifier_column(kind: str) -> str:
 
 
 def identifier_column(kind: str) -> str:
-    """Name of the ``events`` column that holds the normalised identifiers of ``kind``."""
+    """Name of the column of normalised identifiers of ``kind`` in events as Spark reads them."""
     return f"id_{kind}"
 
 

@@ -32,13 +32,20 @@ import pandas as pd
 
 from ringfinder.config import Config
 from ringfinder.errors import ConfigError, InputError
-from ringfinder.graph import DEGREE_TWO_LOG, GraphStats, identifier_pairs_sql, strong_links_sql
+from ringfinder.graph import (
+    DEGREE_TWO_LOG,
+    GraphStats,
+    identifier_pairs_sql,
+    lockstep_pairs_sql,
+    strong_links_sql,
+)
 from ringfinder.ingest import normalised_events_sql
 from ringfinder.normalise import sql_literal
 from ringfinder.privacy import NO_PRIVACY, Privacy
 from ringfinder.schema import CONTRIBUTOR, TARGET, TIME, identifier_column
 
-# The strong-link and identifier-pair queries are graph.py's own; Spark spells the kind list so.
+# The strong-link, identifier-pair and lockstep queries are graph.py's own; Spark spells the kind
+# list and the epoch so.
 SPARK_KIND_LIST = "array_sort(collect_set(x.kind))"
 
 if TYPE_CHECKING:
@@ -190,45 +197,6 @@ def identifiers_sql(config: Config) -> str:
             * (CASE WHEN {infrastructure} THEN {g.infrastructure_weight!r} ELSE 1.0 END)
             * {DEGREE_TWO_LOG!r} / ln(d.degree + 1) AS weight
     FROM degree d LEFT JOIN own_share s USING (kind, identifier)
-    """
-
-
-def lockstep_pairs_sql(config: Config) -> str:
-    """Pairs that acted on the same targets within seconds, again and again.
-
-    SynchroTrap's time buckets (Cao et al., CCS 2014), as in ``graph.lockstep_pairs_sql``: only
-    actions on one target in the same or the next bucket are compared, and crowded buckets are
-    skipped, so no join ever spans all events.
-    """
-    g = config.graph
-    window = g.lockstep_window_seconds
-    return f"""
-    WITH acts AS (
-        SELECT DISTINCT {CONTRIBUTOR}, {TARGET} AS target, {TIME} AS t,
-            CAST(floor({epoch_sql(TIME)} / {window!r}) AS BIGINT) AS bucket
-        FROM events WHERE {TARGET} IS NOT NULL
-    ), crowded AS (
-        SELECT target, bucket FROM acts GROUP BY target, bucket
-        HAVING count(DISTINCT {CONTRIBUTOR}) > {g.lockstep_max_bucket}
-    ), usable AS (
-        SELECT * FROM acts LEFT ANTI JOIN crowded USING (target, bucket)
-    ), close AS (
-        SELECT x.{CONTRIBUTOR} AS p, y.{CONTRIBUTOR} AS q, x.target, x.t AS tx, y.t AS ty
-        FROM usable x JOIN usable y ON x.target = y.target AND x.bucket = y.bucket
-        UNION ALL
-        SELECT x.{CONTRIBUTOR}, y.{CONTRIBUTOR}, x.target, x.t, y.t
-        FROM usable x JOIN usable y ON x.target = y.target AND y.bucket = x.bucket + 1
-    ), co AS (
-        SELECT least(p, q) AS a, greatest(p, q) AS b, count(DISTINCT target) AS co_targets
-        FROM close WHERE p <> q AND abs({epoch_sql("tx")} - {epoch_sql("ty")}) <= {window!r}
-        GROUP BY least(p, q), greatest(p, q)
-        HAVING count(DISTINCT target) >= {g.lockstep_min_targets}
-    ), activity AS (
-        SELECT {CONTRIBUTOR}, count(DISTINCT target) AS targets FROM acts GROUP BY {CONTRIBUTOR}
-    )
-    SELECT co.a, co.b, co.co_targets FROM co
-    JOIN activity pa ON pa.{CONTRIBUTOR} = co.a JOIN activity pb ON pb.{CONTRIBUTOR} = co.b
-    WHERE co.co_targets >= {g.lockstep_min_share!r} * least(pa.targets, pb.targets)
     """
 
 
@@ -406,7 +374,11 @@ def project_with_spark(
         events = session.read.parquet(events_parquet)
         _check_columns(events, events_parquet, config)
         events.createOrReplaceTempView("events")
-        lockstep_query = lockstep_pairs_sql(config) if config.input.target else NO_LOCKSTEP_SQL
+        lockstep_query = (
+            lockstep_pairs_sql(config, epoch=epoch_sql, materialized="")
+            if config.input.target
+            else NO_LOCKSTEP_SQL
+        )
         _materialize(session, "edges", edges_sql(config))
         _materialize(session, "identifiers", identifiers_sql(config))
         lockstep_pairs = _to_pandas(_materialize(session, "lockstep_pairs", lockstep_query))
