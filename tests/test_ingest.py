@@ -20,6 +20,7 @@ import ringfinder.ingest
 from ringfinder.config import InputConfig, KindConfig
 from ringfinder.errors import InputError
 from ringfinder.ingest import IngestResult, normalised_events_sql, read_events
+from ringfinder.privacy import NO_PRIVACY, Privacy
 
 EventWriter = Callable[..., Path]  # the ``write_events`` fixture
 # The default config's columns, in the order ``write_events`` writes them.
@@ -330,6 +331,33 @@ def test_exact_duplicates_are_counted_and_dropped(
         ("c1", "task"),
         ("c2", "task"),
     ]
+
+
+@pytest.mark.parametrize(
+    ("ignore_case", "pseudonymised", "expected"),
+    [
+        (True, False, ["Bob", "ann", "ann", "ann"]),
+        (False, False, ["Ann", "Bob", "ann", "ann"]),
+        (True, True, None),
+    ],
+)
+def test_contributor_ids_differing_in_case_are_one_contributor(
+    write_events: EventWriter, ignore_case: bool, pseudonymised: bool, expected: list[str] | None
+) -> None:
+    """Spelled as its most frequent spelling, and counted once, also when ids become tokens."""
+    rows = [
+        ("Ann", T0, "task", "d1", "", ""),
+        ("ann", T0, "login", "d1", "", ""),
+        ("ann", T0, "signup", "d1", "", ""),
+        ("Bob", T0, "task", "d2", "", ""),
+    ]
+    privacy = Privacy(key=b"k" * 32, contributors=True) if pseudonymised else NO_PRIVACY
+    config = InputConfig(contributor_ignore_case=ignore_case)
+    result, con = ingest([write_events(rows)], config, privacy=privacy)
+    ids = [e[0] for e in events_of(con)]
+    assert result.contributors == len(set(ids)) == (2 if ignore_case else 3)
+    if expected is not None:
+        assert ids == expected
 
 
 def test_garbage_identifiers_are_dropped_not_fatal(write_events: EventWriter) -> None:

@@ -64,16 +64,16 @@ def _respelled_contributors_sql(config: InputConfig) -> str:
     With ``input.contributor_ignore_case`` ids that differ only in case are one contributor,
     spelled as its most frequent spelling (ties: the smallest), so case noise in an export
     neither splits a contributor nor changes the id that rule engines see. Only the ids that
-    change are listed: most have one spelling, and a small map is cheap to join.
+    change are listed: most have one spelling, and a small map is cheap to join. Reads
+    ``rf_spelled`` (every id as it came, with its rows).
     """
     if not config.contributor_ignore_case:
-        return "SELECT rf_who AS raw, rf_who AS spelling FROM rf_checked WHERE false"
+        return "SELECT raw, raw AS spelling FROM rf_spelled WHERE false"
     return """
-    WITH spelled AS (SELECT rf_who AS raw, count(*) AS n FROM rf_checked GROUP BY ALL),
-    folded AS (SELECT lower(raw) AS folded FROM spelled GROUP BY ALL HAVING count(*) > 1)
+    WITH folded AS (SELECT lower(raw) AS folded FROM rf_spelled GROUP BY ALL HAVING count(*) > 1)
     SELECT raw, spelling FROM (
         SELECT raw, first(raw ORDER BY n DESC, raw) OVER (PARTITION BY lower(raw)) AS spelling
-        FROM spelled WHERE lower(raw) IN (SELECT folded FROM folded)
+        FROM rf_spelled WHERE lower(raw) IN (SELECT folded FROM folded)
     ) WHERE raw <> spelling"""
 
 
@@ -114,8 +114,8 @@ def _build_tables(
     rejects: list[str],
     config: InputConfig,
     privacy: Privacy,
-) -> None:
-    """Union the staged parts, then split them into ``events`` and ``quarantine``.
+) -> int:
+    """Union the staged parts, split them into ``events`` and ``quarantine``; count contributors.
 
     The staged rows become ``events`` in place: rejected rows and exact duplicates are deleted,
     re-spelled contributor ids updated, and the helper columns dropped. Identifiers stay as
@@ -144,11 +144,16 @@ def _build_tables(
     con.execute("DELETE FROM rf_checked WHERE rf_reason IS NOT NULL")
     kinds = [f"rf_kind_{i}" for i in range(len(config.kinds))]
     _drop_exact_duplicates(con, ["rf_who", "rf_time", "rf_event_type", "rf_target", *kinds])
+    con.execute(
+        "CREATE TEMP TABLE rf_spelled AS SELECT rf_who AS raw, count(*) AS n FROM rf_checked GROUP BY ALL"
+    )
+    distinct = "count(DISTINCT lower(raw))" if config.contributor_ignore_case else "count(*)"
+    ((contributors,),) = con.execute(f"SELECT {distinct} FROM rf_spelled").fetchall()
     spelling = _respelled_contributors_sql(config)
     if privacy.key and privacy.contributors:
         spelling = (
             f"SELECT raw, {PSEUDONYM_FUNCTION}('contributor', coalesce(s.spelling, raw)) AS spelling "
-            f"FROM (SELECT DISTINCT rf_who AS raw FROM rf_checked) LEFT JOIN ({spelling}) s USING (raw)"
+            f"FROM rf_spelled LEFT JOIN ({spelling}) s USING (raw)"
         )
     con.execute(f"CREATE TEMP TABLE rf_contributors AS {spelling}")
     con.execute(
@@ -167,6 +172,8 @@ def _build_tables(
         con.execute(f"ALTER TABLE rf_checked RENAME COLUMN {old} TO {sql_identifier(new)}")
     con.execute("ALTER TABLE rf_checked RENAME TO events")
     con.execute("DROP TABLE rf_contributors")
+    con.execute("DROP TABLE rf_spelled")
+    return int(contributors)
 
 
 def normalised_events_sql(
@@ -236,20 +243,20 @@ def read_events(
             rejects.append(rejected)
     if privacy.key:
         register_pseudonym_function(con, privacy.key)
-    _build_tables(con, parts, rejects, config, privacy)
-    result = _account(con, [fingerprint(path) for path, _ in files])
+    contributors = _build_tables(con, parts, rejects, config, privacy)
+    result = _account(con, contributors, [fingerprint(path) for path, _ in files])
     if result.rows_read == 0:
         names = ", ".join(str(p) for p, _ in files) or "sql"
         raise InputError(f"{names}: no rows in the input")
     return result
 
 
-def _account(con: duckdb.DuckDBPyConnection, fingerprints: list[dict[str, Any]]) -> IngestResult:
+def _account(
+    con: duckdb.DuckDBPyConnection, contributors: int, fingerprints: list[dict[str, Any]]
+) -> IngestResult:
     read = con.execute("SELECT n FROM rf_counts").fetchone()[0]  # type: ignore[index]
     quarantined = con.execute("SELECT count(*) FROM quarantine").fetchone()[0]  # type: ignore[index]
-    accepted, contributors = con.execute(
-        f"SELECT count(*), count(DISTINCT {CONTRIBUTOR}) FROM events"
-    ).fetchone()  # type: ignore[misc]
+    accepted = con.execute("SELECT count(*) FROM events").fetchone()[0]  # type: ignore[index]
     reasons = dict(
         con.execute(
             "SELECT reason, count(*) FROM quarantine GROUP BY reason ORDER BY reason"
