@@ -73,6 +73,18 @@ IP_ANSWERS = dict(
         ("1:2:3:4:5:6:7:8:9", None),  # looks like IPv6 but is not
         ("1:", None),
         (":::", None),
+        # Canonical already, or one step from it: kept, or compressed as RFC 5952 says.
+        ("2a01:e0a3:2a1d:cc4d:9b3f:6105:9f03:6a9f", "2a01:e0a3:2a1d:cc4d:9b3f:6105:9f03:6a9f"),
+        ("2001:db8:1:1:1:1:1::", "2001:db8:1:1:1:1:1:0"),  # :: for one group is not canonical
+        ("1::2:3:4:5:6:7", "1:0:2:3:4:5:6:7"),
+        ("::2:3:4:5:6:7:8", "0:2:3:4:5:6:7:8"),
+        ("1:0:0:2::3", "1:0:0:2::3"),  # the longest zero run goes
+        ("1:0:0:2:0:0:0:3", "1:0:0:2::3"),
+        ("1:0:0:2::3:4", "1::2:0:0:3:4"),  # of two as long, the first
+        ("::ffff:a01:203", "10.1.2.3"),
+        ("1:2:3:4:5:6:7", None),
+        ("12345::1", None),
+        ("::1::2", None),
     ]
 )
 

@@ -29,6 +29,27 @@ IPV4_PATTERN = rf"^{IPV4_OCTET}\.{IPV4_OCTET}\.{IPV4_OCTET}\.{IPV4_OCTET}$"
 # An octet as canonical text writes: no leading zero. Most addresses are already so.
 CANONICAL_OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 CANONICAL_IPV4 = rf"{CANONICAL_OCTET}(?:\.{CANONICAL_OCTET}){{3}}"
+
+
+def _canonical_ipv6_pattern() -> str:
+    """A regular expression for IPv6 text that is canonical (RFC 5952) and has no zero group.
+
+    Eight groups, or a ``::`` standing for two or more zero groups (the only zero run, so the
+    longest); no group with a leading zero. Most IPv6 addresses in logs are written so, and
+    matching them in SQL spares the Python helper (10x the cost) all but the rest.
+    """
+    group = "[1-9a-f][0-9a-f]{0,3}"
+
+    def groups(n: int) -> str:
+        return "" if n == 0 else f"{group}(?::{group}){{{n - 1}}}"
+
+    forms = [groups(8)] + [
+        f"{groups(left)}::{groups(right)}" for left in range(7) for right in range(7 - left)
+    ]
+    return "|".join(f"(?:{form})" for form in forms)
+
+
+CANONICAL_IPV6 = _canonical_ipv6_pattern()
 # DuckDB's one-argument trim() strips spaces only; identifiers also come with tabs and newlines.
 EDGE_WHITESPACE = r"^[\s\v]+|[\s\v]+$"
 
@@ -118,7 +139,8 @@ def _ip_query(values: str) -> str:
 
     Staged in subqueries so that each regular expression runs once per value; plain
     dotted-quad values (the vast majority) skip the clean-up expressions, and canonical ones
-    (no leading zeros) skip splitting into octets.
+    (no leading zeros) skip splitting into octets. IPv6 text already canonical (without an
+    IPv4-mapped prefix, which becomes IPv4) is kept as it is; the rest goes to the helper.
     """
     cleaned = "regexp_replace(f, '^\\[([^\\]]*)\\](:\\d+)?$', '\\1')"  # [v6]:port
     cleaned = f"regexp_replace({cleaned}, '^(\\d+\\.\\d+\\.\\d+\\.\\d+):\\d+$', '\\1')"  # v4:port
@@ -133,6 +155,7 @@ def _ip_query(values: str) -> str:
         WHEN octets IS NOT NULL THEN
             CASE WHEN list_bool_and(list_transform(octets, lambda o: o <= 255))
             THEN array_to_string(octets, '.') END
+        WHEN regexp_full_match(s, '{CANONICAL_IPV6}') AND NOT starts_with(s, '::ffff:') THEN s
         WHEN contains(s, ':') AND regexp_full_match(s, '[0-9a-f:.]+') THEN {IPV6_FUNCTION}(s)
         END AS norm
     FROM (
