@@ -23,21 +23,16 @@ from ringfinder.schema import FORMULA_START, MEMBERS_COLUMNS, QUARANTINE_COLUMNS
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 
-def neutralise_cell(value: object) -> object:
-    """Prefix a text cell that starts like a formula with a quote, so it stays text.
+def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy of ``frame`` fit for CSV: formulas neutralised, times as ISO 8601 UTC, flags as text.
+
+    A text cell that starts like a formula gets a quote before it, so it stays text.
 
     Examples
     --------
-    >>> neutralise_cell('=HYPERLINK("http://x")')
-    '\\'=HYPERLINK("http://x")'
+    >>> spreadsheet_safe(pd.DataFrame({"id": ["=1+2", "c1"]}))["id"].tolist()
+    ["'=1+2", 'c1']
     """
-    if isinstance(value, str) and value.startswith(FORMULA_START):
-        return "'" + value
-    return value
-
-
-def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:
-    """A copy of ``frame`` fit for CSV: formulas neutralised, times as ISO 8601 UTC, flags as text."""
     out = frame.copy()
     for column in out.columns:
         series = out[column]
@@ -46,7 +41,12 @@ def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:
         elif pd.api.types.is_bool_dtype(series):
             out[column] = series.map({True: "true", False: "false"})
         elif pd.api.types.is_object_dtype(series) or pd.api.types.is_string_dtype(series):
-            out[column] = series.map(neutralise_cell)
+            try:
+                formula = series.str.startswith(FORMULA_START).fillna(False).astype(bool)
+            except AttributeError:  # .str refuses a column that holds no text at all
+                continue
+            if formula.any():
+                out[column] = series.mask(formula, "'" + series[formula].astype(str))
     return out
 
 

@@ -62,6 +62,8 @@ def build_edges(
                 max({TIME}) AS last_seen
             FROM events WHERE {raw} IS NOT NULL GROUP BY ALL
         """)
+        # Nothing reads the identifiers as read again: free their memory for the rest of the run.
+        con.execute(f"ALTER TABLE events DROP COLUMN {raw}")
         create_identifier_map(
             con, "rf_uses_map", name, kind.normaliser, "rf_uses", "raw", config.input, privacy
         )
@@ -76,9 +78,6 @@ def build_edges(
         """)
     con.execute("DROP TABLE rf_uses")
     con.execute("DROP TABLE rf_uses_map")
-    # Nothing reads the identifiers as read again: free their memory for the rest of the run.
-    for name in config.input.kinds:
-        con.execute(f"ALTER TABLE events DROP COLUMN {sql_identifier(raw_identifier_column(name))}")
 
 
 def identifiers_sql(config: Config) -> str:

@@ -261,7 +261,7 @@ def read_run_members(run_dir: str | Path) -> pd.DataFrame:
 
 
 def _restore_cell(value: str) -> str:
-    """Undo ``export.neutralise_cell``: drop the quote put before a formula-like cell."""
+    """Undo ``export.spreadsheet_safe``: drop the quote put before a formula-like cell."""
     if value.startswith("'") and value[1:].startswith(FORMULA_START):
         return value[1:]
     return value

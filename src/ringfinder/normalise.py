@@ -243,7 +243,10 @@ def normalise_query(normaliser: Normaliser, source: str, column: str, config: In
         inner = _ip_prefix_query(values, placeholders)
     else:
         inner = f"SELECT raw, placeholder, {_simple_sql(normaliser, config)} AS norm FROM {values}"
-    out_placeholder = _is_placeholder("lower(norm)", placeholders)
+    # A device's normal form is the folded text itself, checked already.
+    out_placeholder = (
+        "false" if normaliser == "device" else _is_placeholder("lower(norm)", placeholders)
+    )
     return (
         f"SELECT raw, CASE WHEN placeholder OR {out_placeholder} THEN NULL ELSE norm END AS norm "
         f"FROM ({inner})"

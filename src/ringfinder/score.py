@@ -43,7 +43,7 @@ def member_features_sql(config: Config) -> str:
         SELECT {CONTRIBUTOR}, min({TIME}) AS first_seen, max({TIME}) AS last_seen,
             count(*) AS n_events,
             coalesce(min({TIME}) FILTER (WHERE {EVENT_TYPE} IN ({signups})), min({TIME})) AS signup
-        FROM events WHERE {CONTRIBUTOR} IN (SELECT {CONTRIBUTOR} FROM ring_members) GROUP BY ALL
+        FROM ring_events GROUP BY ALL
     ), strength AS (
         SELECT {CONTRIBUTOR}, sum(weight) AS strength FROM (
             SELECT a AS {CONTRIBUTOR}, weight FROM ring_links
@@ -60,6 +60,12 @@ def member_features_sql(config: Config) -> str:
     """
 
 
+# The events of ring members: activity and the timeline read these, not all events.
+RING_EVENTS_SQL = f"""
+    SELECT m.ring_index, e.{CONTRIBUTOR}, e.{TIME}, e.{EVENT_TYPE}
+    FROM events e JOIN ring_members m USING ({CONTRIBUTOR})
+"""
+
 RING_LINKS_SQL = f"""
     SELECT x.ring_index, p.a, p.b, p.weight, p.strong, p.co_targets
     FROM pairs p
@@ -69,11 +75,12 @@ RING_LINKS_SQL = f"""
 
 
 def ring_usage_sql(config: Config) -> str:
-    """Every identifier a ring member uses, with how many ring members and how many people use it."""
+    """Every identifier a ring member uses, with its use, how many ring members and how many people
+    use it."""
     return f"""
     WITH used AS (
         SELECT m.ring_index, e.{CONTRIBUTOR}, e.kind, e.identifier, {_role_case(config)} AS role,
-            i.degree, i.hub, i.infrastructure
+            e.n_events, e.first_seen, e.last_seen, i.degree, i.hub, i.infrastructure
         FROM ring_members m JOIN edges e USING ({CONTRIBUTOR})
         JOIN identifiers i USING (kind, identifier)
     )
@@ -277,6 +284,7 @@ def score_rings(
     con.execute(f"CREATE OR REPLACE TEMP TABLE known_bad ({CONTRIBUTOR} VARCHAR)")
     if known_bad:
         con.executemany("INSERT INTO known_bad VALUES (?)", [(c,) for c in sorted(set(known_bad))])
+    con.execute(f"CREATE OR REPLACE TEMP TABLE ring_events AS {RING_EVENTS_SQL}")
     con.execute(f"CREATE OR REPLACE TEMP TABLE ring_links AS {RING_LINKS_SQL}")
     con.execute(f"CREATE OR REPLACE TEMP TABLE ring_usage AS {ring_usage_sql(config)}")
     con.execute(f"CREATE OR REPLACE TEMP TABLE member_features AS {member_features_sql(config)}")
@@ -302,15 +310,13 @@ def ring_evidence(con: duckdb.DuckDBPyConnection) -> tuple[pd.DataFrame, pd.Data
     infrastructure flags; and each member's events per day and event type.
     """
     identifiers = con.execute(f"""
-        SELECT u.ring_index, u.{CONTRIBUTOR}, u.kind, u.role, u.identifier, e.n_events,
-            e.first_seen, e.last_seen, u.degree, u.ring_users, u.hub, u.infrastructure
-        FROM ring_usage u JOIN edges e USING ({CONTRIBUTOR}, kind, identifier)
-        ORDER BY u.ring_index, u.{CONTRIBUTOR}, u.kind, u.identifier
+        SELECT ring_index, {CONTRIBUTOR}, kind, role, identifier, n_events, first_seen, last_seen,
+            degree, ring_users, hub, infrastructure
+        FROM ring_usage ORDER BY ring_index, {CONTRIBUTOR}, kind, identifier
     """).df()
     timeline = con.execute(f"""
-        SELECT m.ring_index, e.{CONTRIBUTOR}, CAST(date_trunc('day', e.{TIME}) AS DATE) AS day,
-            coalesce(e.{EVENT_TYPE}, '') AS event_type, count(*) AS n_events
-        FROM events e JOIN ring_members m USING ({CONTRIBUTOR})
-        GROUP BY ALL ORDER BY ALL
+        SELECT ring_index, {CONTRIBUTOR}, CAST(date_trunc('day', {TIME}) AS DATE) AS day,
+            coalesce({EVENT_TYPE}, '') AS event_type, count(*) AS n_events
+        FROM ring_events GROUP BY ALL ORDER BY ALL
     """).df()
     return identifiers, timeline
