@@ -68,10 +68,11 @@ def sql_trim(expr: str) -> str:
     """SQL that strips leading and trailing whitespace (spaces, tabs, newlines) from ``expr``.
 
     Most values have none, and two character tests are five times cheaper than trimming
-    with a character set, so only the rest go through the regular expression.
+    with a character set, so only the rest go through the regular expression. The last
+    character is taken by index: ``right(x, 1)`` counts every character of a long value first.
     """
     return (
-        f"(CASE WHEN ascii({expr}) > 32 AND ascii(right({expr}, 1)) > 32 THEN {expr} "
+        f"(CASE WHEN ascii({expr}) > 32 AND ascii(({expr})[-1]) > 32 THEN {expr} "
         f"ELSE regexp_replace({expr}, '{EDGE_WHITESPACE}', '', 'g') END)"
     )
 
