@@ -308,7 +308,7 @@ def test_bad_json_lines_are_quarantined(tmp_path: Path) -> None:
     assert_accounting(result)
 
 
-@pytest.mark.parametrize("hashes_per_slice", [16_000_000, 1], ids=["one slice", "many slices"])
+@pytest.mark.parametrize("hashes_per_slice", [5_000_000, 1], ids=["one slice", "many slices"])
 def test_exact_duplicates_are_counted_and_dropped(
     write_events: EventWriter, monkeypatch: pytest.MonkeyPatch, hashes_per_slice: int
 ) -> None:
