@@ -275,7 +275,8 @@ def build_graph(
 ) -> GraphStats:
     """Build ``edges``, ``identifiers`` and ``pairs`` from the ``events`` table.
 
-    With a ``privacy`` key, identifiers become keyed tokens as they are normalised.
+    With a ``privacy`` key, identifiers become keyed tokens as they are normalised. The columns
+    of ``events`` that nothing reads afterwards (identifiers as read, targets) are dropped.
 
     Examples
     --------
