@@ -124,18 +124,39 @@ def trend_chart(history: pd.DataFrame | None) -> dict[str, Any] | None:
         return f"{i * step:.1f},{TREND_HEIGHT - 10 - (TREND_HEIGHT - 20) * value / top:.1f}"
 
     lines = [
-        {"name": name, "colour": colour,
-         "points": " ".join(point(i, float(v)) for i, v in enumerate(runs[name].fillna(0)))}
+        {
+            "name": name,
+            "colour": colour,
+            "points": " ".join(point(i, float(v)) for i, v in enumerate(runs[name].fillna(0))),
+        }
         for name, colour in TREND_SERIES
     ]
     rows = [
-        [str(r.recorded_at)[:19], *(format_number(getattr(r, c), 0) for c in
-                                    ("rings", "new", "grown", "shrunk", "closed", "flagged_rings",
-                                     "flagged_contributors")),
-         format_number(r.score_drift)]
+        [
+            str(r.recorded_at)[:19],
+            *(
+                format_number(getattr(r, c), 0)
+                for c in (
+                    "rings",
+                    "new",
+                    "grown",
+                    "shrunk",
+                    "closed",
+                    "flagged_rings",
+                    "flagged_contributors",
+                )
+            ),
+            format_number(r.score_drift),
+        ]
         for r in runs.itertuples(index=False)
     ]
-    return {"lines": lines, "rows": rows, "width": TREND_WIDTH, "height": TREND_HEIGHT, "max": int(top)}
+    return {
+        "lines": lines,
+        "rows": rows,
+        "width": TREND_WIDTH,
+        "height": TREND_HEIGHT,
+        "max": int(top),
+    }
 
 
 def render_report(
@@ -228,7 +249,10 @@ def write_report(
     if max_pages is not None:
         ranked = ranked.head(max_pages)
     paged = set(ranked["ring_id"].astype(str))
-    _write(folder / "report.html", render_report(rings, manifest=manifest, paged=paged, history=history))
+    _write(
+        folder / "report.html",
+        render_report(rings, manifest=manifest, paged=paged, history=history),
+    )
     threshold = manifest_threshold(manifest)
     records = ring_records(members, evidence, timeline)
     for ring in ranked.to_dict("records"):
