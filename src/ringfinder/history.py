@@ -45,9 +45,8 @@ RUN_ID_PREFIX = "run-"
 #: Manifest keys left out of the run id: they differ between identical runs.
 VOLATILE_MANIFEST_KEYS = ("timings_seconds",)
 #: Columns of ``history_table``.
-HISTORY_COLUMNS = (
-    "run_id",
-    "recorded_at",
+#: The counts of rings and flagged contributors a run records, as the trend shows them.
+RUN_COUNTS = (
     "rings",
     "new",
     "grown",
@@ -55,6 +54,11 @@ HISTORY_COLUMNS = (
     "closed",
     "flagged_rings",
     "flagged_contributors",
+)
+HISTORY_COLUMNS = (
+    "run_id",
+    "recorded_at",
+    *RUN_COUNTS,
     "newly_flagged",
     "mean_flagged_score",
     "score_drift",

@@ -11,6 +11,7 @@ from typing import Any
 
 import pandas as pd
 
+from ringfinder.history import RUN_COUNTS
 from ringfinder.schema import Reason
 from ringfinder.visualize.graph import MAX_DRAWN_NODES
 from ringfinder.visualize.page import render_page
@@ -134,18 +135,7 @@ def trend_chart(history: pd.DataFrame | None) -> dict[str, Any] | None:
     rows = [
         [
             str(r.recorded_at)[:19],
-            *(
-                format_number(getattr(r, c), 0)
-                for c in (
-                    "rings",
-                    "new",
-                    "grown",
-                    "shrunk",
-                    "closed",
-                    "flagged_rings",
-                    "flagged_contributors",
-                )
-            ),
+            *(format_number(getattr(r, c), 0) for c in RUN_COUNTS),
             format_number(r.score_drift),
         ]
         for r in runs.itertuples(index=False)
