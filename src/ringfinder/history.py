@@ -44,7 +44,6 @@ SCHEMA_VERSION = "1"
 RUN_ID_PREFIX = "run-"
 #: Manifest keys left out of the run id: they differ between identical runs.
 VOLATILE_MANIFEST_KEYS = ("timings_seconds",)
-#: Columns of ``history_table``.
 #: The counts of rings and flagged contributors a run records, as the trend shows them.
 RUN_COUNTS = (
     "rings",
@@ -55,6 +54,7 @@ RUN_COUNTS = (
     "flagged_rings",
     "flagged_contributors",
 )
+#: Columns of ``history_table``.
 HISTORY_COLUMNS = (
     "run_id",
     "recorded_at",

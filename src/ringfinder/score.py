@@ -75,8 +75,8 @@ RING_LINKS_SQL = f"""
 
 
 def ring_usage_sql(config: Config) -> str:
-    """Every identifier a ring member uses, with its use, how many ring members and how many people
-    use it."""
+    """Every identifier a ring member uses: the member's events and first/last seen with it, and
+    how many ring members and how many people use it."""
     return f"""
     WITH used AS (
         SELECT m.ring_index, e.{CONTRIBUTOR}, e.kind, e.identifier, {_role_case(config)} AS role,
