@@ -183,6 +183,34 @@ def test_timestamp_formats_give_the_same_utc_instant(write_events: EventWriter) 
     assert times == {f"c{i}": datetime(2024, 1, 1, 10) for i in range(len(spellings))}
 
 
+# Near misses of the 'YYYY-MM-DDTHH:MM:SSZ' fast path: what each means, or None if no time.
+NEAR_MISSES = {
+    "2024-02-29T23:59:59Z": datetime(2024, 2, 29, 23, 59, 59),
+    "2024-1-9T1:2:3Z": datetime(2024, 1, 9, 1, 2, 3),
+    "2024-01-01T24:00:00Z": datetime(2024, 1, 2),
+    "2024-01-01T10:00Z": datetime(2024, 1, 1, 10),
+    "2024-01-01T10:00:00+00": datetime(2024, 1, 1, 10),
+    "2024-01-01 10:00:00Z": datetime(2024, 1, 1, 10),
+    "2023-02-29T00:00:00Z": None,
+    "2024-13-01T10:00:00Z": None,
+    "2024-01-01T10:00:60Z": None,
+    "2024-01-01t10:00:00z": None,
+    "2024-01-01T10:00:00ZZ": None,
+    "2024-01-01T10:00:00 Z": None,
+}
+
+
+def test_near_misses_of_the_common_timestamp_form(write_events: EventWriter) -> None:
+    spellings = list(NEAR_MISSES)
+    rows = [(f"c{i}", ts, "task", f"d{i}", "", "") for i, ts in enumerate(spellings)]
+    result, con = ingest([write_events(rows)])
+    times = dict(con.execute("SELECT contributor_id, event_time FROM events").fetchall())
+    assert {spellings[int(c[1:])]: t for c, t in times.items()} == {
+        text: time for text, time in NEAR_MISSES.items() if time is not None
+    }
+    assert result.quarantine_reasons == {"unparseable timestamp": 6}
+
+
 # --- quarantine ---------------------------------------------------------------------------
 
 
