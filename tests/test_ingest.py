@@ -201,14 +201,13 @@ NEAR_MISSES = {
 
 
 def test_near_misses_of_the_common_timestamp_form(write_events: EventWriter) -> None:
-    spellings = list(NEAR_MISSES)
-    rows = [(f"c{i}", ts, "task", f"d{i}", "", "") for i, ts in enumerate(spellings)]
+    spelling_of = {f"c{i}": text for i, text in enumerate(NEAR_MISSES)}
+    rows = [(c, text, "task", f"d-{c}", "", "") for c, text in spelling_of.items()]
     result, con = ingest([write_events(rows)])
     times = dict(con.execute("SELECT contributor_id, event_time FROM events").fetchall())
-    assert {spellings[int(c[1:])]: t for c, t in times.items()} == {
-        text: time for text, time in NEAR_MISSES.items() if time is not None
-    }
-    assert result.quarantine_reasons == {"unparseable timestamp": 6}
+    assert times == {c: NEAR_MISSES[t] for c, t in spelling_of.items() if NEAR_MISSES[t]}
+    unparseable = sum(time is None for time in NEAR_MISSES.values())
+    assert result.quarantine_reasons == {"unparseable timestamp": unparseable}
 
 
 # --- quarantine ---------------------------------------------------------------------------
