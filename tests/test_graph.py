@@ -226,6 +226,17 @@ def test_projection_matches_networkx(seed: int, infrastructure_weight: float) ->
     assert stats.edges == full.number_of_edges()
     assert stats.pairs == len(ours)
 
+    # Only shared identifiers are kept, but the counts are of all of them.
+    per_kind: dict[str, int] = defaultdict(int)
+    for kind, _ in weights:
+        per_kind[kind] += 1
+    assert stats.identifiers == dict(per_kind)
+    kept = con.execute("SELECT kind, identifier, degree FROM identifiers").fetchall()
+    shared = {n for n in weights if full.degree[n] >= 2}
+    assert {(kind, value) for kind, value, _ in kept} == shared
+    assert all(degree == full.degree[(kind, value)] for kind, value, degree in kept)
+    assert len(shared) < len(weights), "the random graph should have unshared identifiers"
+
 
 def test_min_pair_weight_drops_light_pairs() -> None:
     uses = random_uses(7, n_contributors=120)

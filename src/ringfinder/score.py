@@ -76,13 +76,15 @@ RING_LINKS_SQL = f"""
 
 def ring_usage_sql(config: Config) -> str:
     """Every identifier a ring member uses: the member's events and first/last seen with it, and
-    how many ring members and how many people use it."""
+    how many ring members and how many people use it (``identifiers`` lists only those used by
+    two or more: the others are the member's alone)."""
     return f"""
     WITH used AS (
         SELECT m.ring_index, e.{CONTRIBUTOR}, e.kind, e.identifier, {_role_case(config)} AS role,
-            e.n_events, e.first_seen, e.last_seen, i.degree, i.hub, i.infrastructure
+            e.n_events, e.first_seen, e.last_seen, coalesce(i.degree, 1) AS degree,
+            coalesce(i.hub, false) AS hub, coalesce(i.infrastructure, false) AS infrastructure
         FROM ring_members m JOIN edges e USING ({CONTRIBUTOR})
-        JOIN identifiers i USING (kind, identifier)
+        LEFT JOIN identifiers i USING (kind, identifier)
     )
     SELECT *, count(*) OVER (PARTITION BY ring_index, kind, identifier) AS ring_users FROM used
     """

@@ -34,7 +34,9 @@ from ringfinder.config import Config
 from ringfinder.errors import ConfigError, InputError
 from ringfinder.graph import (
     DEGREE_TWO_LOG,
+    IDENTIFIER_COUNTS_SQL,
     GraphStats,
+    graph_stats,
     identifier_pairs_sql,
     lockstep_pairs_sql,
     strong_links_sql,
@@ -142,9 +144,10 @@ def edges_sql(config: Config) -> str:
 
 
 def identifiers_sql(config: Config) -> str:
-    """Degree, hub and infrastructure flags, and the pair weight of every identifier.
+    """Degree, hub and infrastructure flags, and the pair weight of every shared identifier.
 
-    The rules are those of ``graph.identifiers_sql``: an identifier used by more than its kind's
+    The rules are those of ``graph.identifiers_sql``: only identifiers used by two or more are
+    kept; an identifier used by more than its kind's
     ``hub_cap`` is ``crowded`` and left out of the pairs, and a hub too unless its kind is
     strong (a payout account, linked through ``strong_links`` instead); infrastructure (a device
     or IP most of whose users have one of their own) is weighed by ``infrastructure_weight``;
@@ -196,7 +199,7 @@ def identifiers_sql(config: Config) -> str:
         (CASE d.kind {weights} END)
             * (CASE WHEN {infrastructure} THEN {g.infrastructure_weight!r} ELSE 1.0 END)
             * {DEGREE_TWO_LOG!r} / ln(d.degree + 1) AS weight
-    FROM degree d LEFT JOIN own_share s USING (kind, identifier)
+    FROM degree d LEFT JOIN own_share s USING (kind, identifier) WHERE d.degree >= 2
     """
 
 
@@ -236,13 +239,6 @@ LINKED_IDENTIFIERS_SQL = (
     "SELECT * FROM identifiers i LEFT SEMI JOIN linked_edges e USING (kind, identifier)"
 )
 
-IDENTIFIER_COUNTS_SQL = """
-    SELECT kind, count(*) AS identifiers, count_if(hub) AS hubs,
-        count_if(infrastructure AND NOT hub) AS infrastructure
-    FROM identifiers GROUP BY kind ORDER BY kind
-"""
-
-
 VIEWS = (
     "events",
     "edges",
@@ -268,19 +264,6 @@ def _materialize(session: SparkSession, name: str, query: str) -> DataFrame:
 def _to_pandas(frame: DataFrame) -> pd.DataFrame:
     """Collect through Arrow (PySpark's own ``toPandas`` warns under pandas 3)."""
     return frame.toArrow().to_pandas()
-
-
-def _graph_stats(session: SparkSession, *, lockstep_pairs: int, pairs: int) -> GraphStats:
-    counts = session.sql(IDENTIFIER_COUNTS_SQL).collect()
-    (n_edges,) = session.sql("SELECT count(*) FROM edges").first()  # type: ignore[misc]
-    return GraphStats(
-        edges=int(n_edges),
-        identifiers={r["kind"]: int(r["identifiers"]) for r in counts},
-        hubs={r["kind"]: int(r["hubs"]) for r in counts if r["hubs"]},
-        infrastructure={r["kind"]: int(r["infrastructure"]) for r in counts if r["infrastructure"]},
-        pairs=pairs,
-        lockstep_pairs=lockstep_pairs,
-    )
 
 
 def _check_columns(events: DataFrame, path: str, config: Config) -> None:
@@ -390,7 +373,8 @@ def project_with_spark(
         else:
             edges = _to_pandas(session.table("edges"))
             identifiers = _to_pandas(session.table("identifiers"))
-        stats = _graph_stats(session, lockstep_pairs=len(lockstep_pairs), pairs=len(pairs))
+        counts = [row.asDict() for row in session.sql(IDENTIFIER_COUNTS_SQL).collect()]
+        stats = graph_stats(counts, pairs=len(pairs), lockstep_pairs=len(lockstep_pairs))
     log.info("spark projected %d pairs from %d edges (%s)", stats.pairs, stats.edges, master)
     return SparkProjection(edges, identifiers, lockstep_pairs, pairs, strong_links, stats)
 
