@@ -275,6 +275,34 @@ def pairs_sql(config: Config) -> str:
     """
 
 
+# Per kind: edges, identifiers (those used by one are not in ``identifiers``: each is one edge
+# that no shared identifier accounts for), hubs, and infrastructure that is not a hub.
+IDENTIFIER_COUNTS_SQL = """
+    SELECT kind, e.edges, e.edges - coalesce(s.uses, 0) + coalesce(s.shared, 0) AS identifiers,
+        coalesce(s.hubs, 0) AS hubs, coalesce(s.infrastructure, 0) AS infrastructure
+    FROM (SELECT kind, count(*) AS edges FROM edges GROUP BY kind) e
+    LEFT JOIN (
+        SELECT kind, sum(degree) AS uses, count(*) AS shared, count_if(hub) AS hubs,
+            count_if(infrastructure AND NOT hub) AS infrastructure
+        FROM identifiers GROUP BY kind
+    ) s USING (kind)
+    ORDER BY kind
+"""
+
+
+def graph_stats(counts: list[dict[str, Any]], *, pairs: int, lockstep_pairs: int) -> GraphStats:
+    """``GraphStats`` from the rows of ``IDENTIFIER_COUNTS_SQL``; kinds with no hub or
+    infrastructure are left out of those counts."""
+    return GraphStats(
+        edges=sum(int(r["edges"]) for r in counts),
+        identifiers={r["kind"]: int(r["identifiers"]) for r in counts},
+        hubs={r["kind"]: int(r["hubs"]) for r in counts if r["hubs"]},
+        infrastructure={r["kind"]: int(r["infrastructure"]) for r in counts if r["infrastructure"]},
+        pairs=pairs,
+        lockstep_pairs=lockstep_pairs,
+    )
+
+
 def build_graph(
     con: duckdb.DuckDBPyConnection, *, config: Config, privacy: Privacy = NO_PRIVACY
 ) -> GraphStats:
@@ -306,31 +334,3 @@ def build_graph(
     (n_lockstep,) = con.execute("SELECT count(*) FROM lockstep_pairs").fetchone()  # type: ignore[misc]
     counts = con.execute(IDENTIFIER_COUNTS_SQL).df().to_dict("records")
     return graph_stats(counts, pairs=n_pairs, lockstep_pairs=n_lockstep)
-
-
-# Per kind: edges, identifiers (those used by one are not in ``identifiers``: each is one edge
-# that no shared identifier accounts for), hubs, and infrastructure that is not a hub.
-IDENTIFIER_COUNTS_SQL = """
-    SELECT kind, e.edges, e.edges - coalesce(s.uses, 0) + coalesce(s.shared, 0) AS identifiers,
-        coalesce(s.hubs, 0) AS hubs, coalesce(s.infrastructure, 0) AS infrastructure
-    FROM (SELECT kind, count(*) AS edges FROM edges GROUP BY kind) e
-    LEFT JOIN (
-        SELECT kind, sum(degree) AS uses, count(*) AS shared, count_if(hub) AS hubs,
-            count_if(infrastructure AND NOT hub) AS infrastructure
-        FROM identifiers GROUP BY kind
-    ) s USING (kind)
-    ORDER BY kind
-"""
-
-
-def graph_stats(counts: list[dict[str, Any]], *, pairs: int, lockstep_pairs: int) -> GraphStats:
-    """``GraphStats`` from the rows of ``IDENTIFIER_COUNTS_SQL``; kinds with no hub or
-    infrastructure are left out of those counts."""
-    return GraphStats(
-        edges=sum(int(r["edges"]) for r in counts),
-        identifiers={r["kind"]: int(r["identifiers"]) for r in counts},
-        hubs={r["kind"]: int(r["hubs"]) for r in counts if r["hubs"]},
-        infrastructure={r["kind"]: int(r["infrastructure"]) for r in counts if r["infrastructure"]},
-        pairs=pairs,
-        lockstep_pairs=lockstep_pairs,
-    )

@@ -147,10 +147,10 @@ def identifiers_sql(config: Config) -> str:
     """Degree, hub and infrastructure flags, and the pair weight of every shared identifier.
 
     The rules are those of ``graph.identifiers_sql``: only identifiers used by two or more are
-    kept; an identifier used by more than its kind's
-    ``hub_cap`` is ``crowded`` and left out of the pairs, and a hub too unless its kind is
-    strong (a payout account, linked through ``strong_links`` instead); infrastructure (a device
-    or IP most of whose users have one of their own) is weighed by ``infrastructure_weight``;
+    kept; an identifier used by more than its kind's ``hub_cap`` is ``crowded`` and left out of
+    the pairs, and a hub too unless its kind is strong (a payout account, linked through
+    ``strong_links`` instead); infrastructure (a device or IP most of whose users have one of
+    their own) is weighed by ``infrastructure_weight``;
     IPs shared by more than ``solid_ip_max_contributors`` are not solid.
     """
     g = config.graph
