@@ -535,11 +535,11 @@ def test_outputs_are_safe_self_contained_and_deterministic(tmp_path: Path) -> No
     parser.feed(html)
     tags = [tag for tag, _ in parser.tags]
     assert "script" not in tags and "link" not in tags and "iframe" not in tags
-    images = [attrs for tag, attrs in parser.tags if tag == "img"]
-    assert len(images) == 3
-    for attrs in images:
-        assert (attrs["src"] or "").startswith("data:image/png;base64,")
-        assert not any(key.startswith("on") for key in attrs)
+    assert "img" not in tags and tags.count("svg") == 4  # PR, ROC, ring scores, trade-off
+    assert not any(key.startswith("on") for _, attrs in parser.tags for key in attrs)
+    assert "img-src" not in html  # the policy allows no images at all
+    fraud = ev.score_samples["fraud"].size
+    assert f"<title>fraud ({fraud})</title>" in html and fraud > 0
     assert PAYLOAD in "".join(parser.text)  # shown as text, never as markup
 
     data = json.loads((tmp_path / "one" / "eval.json").read_text(encoding="utf-8"))

@@ -1,14 +1,12 @@
 """Write an evaluation: ``eval.json`` and a self-contained ``eval.html``.
 
-The HTML report (template ``templates/eval.html.j2``) has inline PNG plots drawn with matplotlib's
-Agg canvas, escaped text, no scripts and no network access. Same evaluation, same bytes.
+The HTML report (template ``templates/eval.html.j2``) has inline SVG charts (``charts``), escaped
+text, no scripts and no network access. Same evaluation, same bytes.
 """
 
 from __future__ import annotations
 
-import base64
 import functools
-import io
 import json
 import math
 from collections.abc import Sequence
@@ -20,6 +18,14 @@ import numpy as np
 
 from ringfinder import __version__
 from ringfinder.errors import InputError
+from ringfinder.evaluate.charts import (
+    DASHES,
+    Line,
+    chart,
+    figure,
+    histogram_outline,
+    steps,
+)
 from ringfinder.evaluate.inputs import ACTION, RING_ID
 from ringfinder.evaluate.thresholds import THRESHOLD_GRID
 from ringfinder.schema import CONTRIBUTOR
@@ -164,65 +170,56 @@ def _table(rows: list[dict[str, Any]], columns: Sequence[str]) -> dict[str, Any]
     }
 
 
-def _png(fig: Any) -> str:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", metadata={"Software": None})
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+def _figures(evaluation: Evaluation) -> list[dict[str, Any]]:
+    """The report's figures: PR and ROC, ring scores by label, the threshold trade-off."""
+    curves = [c for c in evaluation.curves.values() if c.n_positive and c.n_negative]
+    points = [c.to_dict()["points"] for c in curves]
+    pr = [
+        Line(c.name, *steps([0.0, *p["recall"]], [1.0, *p["precision"]]))
+        for c, p in zip(curves, points, strict=True)
+    ]
+    roc = [
+        Line(c.name, [0.0, *p["fpr"]], [0.0, *p["tpr"]])
+        for c, p in zip(curves, points, strict=True)
+    ]
+    at_threshold = (evaluation.contributors["recall"], evaluation.contributors["precision"])
+    dots = [at_threshold] if None not in at_threshold else []
+    chance = Line("chance", [0, 1], [0, 1], dash="2 2")
 
-
-def _figures(evaluation: Evaluation) -> list[tuple[str, str]]:
-    """``(caption, data URI)`` for each plot, drawn with matplotlib's Agg canvas."""
-    from matplotlib.figure import Figure  # a Figure without pyplot: no global state, no display
-
-    out = []
-    fig = Figure(figsize=(6.4, 4.2), dpi=100)
-    pr_ax, roc_ax = fig.subplots(1, 2)
-    drawn = False
-    for curve in evaluation.curves.values():
-        if curve.n_positive and curve.n_negative:
-            pr_ax.step(np.r_[0, curve.recall], np.r_[1, curve.precision], where="pre")
-            roc_ax.plot(curve.fpr, curve.tpr, label=f"{curve.name}")
-            drawn = True
-    point = (evaluation.contributors["recall"], evaluation.contributors["precision"])
-    if all(v is not None and math.isfinite(v) for v in point):
-        pr_ax.plot([point[0]], [point[1]], "ko")
-    pr_ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1.02), ylim=(0, 1.02), title="PR")
-    roc_ax.plot([0, 1], [0, 1], color="0.7", linestyle=":")
-    roc_ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC")
-    if drawn:
-        fig.legend(loc="lower center", ncols=3, fontsize=7)
-    fig.subplots_adjust(bottom=0.25, wspace=0.35)
-    out.append(("PR and ROC curves (dot: the configured threshold)", _png(fig)))
-
-    fig = Figure(figsize=(6.4, 3.6), dpi=100)
-    ax = fig.subplots()
     shown = [(k, v) for k, v in evaluation.score_samples.items() if v.size]
-    for (name, values), style in zip(shown, ("-", "--", ":"), strict=False):
-        label = f"{name} ({values.size})"
-        ax.hist(
-            values,
-            bins=list(THRESHOLD_GRID),
-            histtype="step",
-            linewidth=1.8,
-            linestyle=style,
-            label=label,
-        )
-    ax.axvline(evaluation.threshold, color="k", linestyle="--", linewidth=1)
-    ax.set(xlabel="ring score", ylabel="ring members", title="Ring scores by label")
-    if shown:
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    out.append(("Ring score of ring members by label (dashed: threshold)", _png(fig)))
+    counts = [np.histogram(v, bins=THRESHOLD_GRID)[0] for _, v in shown]
+    members = [
+        Line(f"{name} ({values.size})", *histogram_outline(THRESHOLD_GRID, c.tolist()), dash=dash)
+        for (name, values), c, dash in zip(shown, counts, DASHES, strict=False)
+    ]
+    highest = max((int(c.max()) for c in counts), default=0)
 
-    fig = Figure(figsize=(6.4, 3.6), dpi=100)
-    ax = fig.subplots()
     rows = [r for r in evaluation.tradeoff if r["threshold"] in THRESHOLD_GRID]
     t = [r["threshold"] for r in rows]
-    for key in ("precision", "recall", "fp_rate"):
-        ax.plot(t, [math.nan if r[key] is None else r[key] for r in rows], marker=".", label=key)
-    ax.axvline(evaluation.threshold, color="k", linestyle="--", linewidth=1)
-    ax.set(xlabel="threshold", ylim=(0, 1.02), title="Trade-off across thresholds")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    out.append(("Precision, recall and benign FP rate by threshold", _png(fig)))
-    return out
+    tradeoff = [
+        Line(key, t, [math.nan if r[key] is None else r[key] for r in rows])
+        for key in ("precision", "recall", "fp_rate")
+    ]
+    rule = [evaluation.threshold]
+    return [
+        figure(
+            "PR and ROC curves (dot: the configured threshold)",
+            chart("PR", "recall", "precision", pr, dots=dots),
+            chart("ROC", "false positive rate", "true positive rate", [*roc, chance]),
+        ),
+        figure(
+            "Ring score of ring members by label (dashed: threshold)",
+            chart(
+                "Ring scores by label",
+                "ring score",
+                "ring members",
+                members,
+                y_top=max(highest * 1.05, 1.0),
+                rules=rule,
+            ),
+        ),
+        figure(
+            "Precision, recall and benign FP rate by threshold",
+            chart("Trade-off across thresholds", "threshold", "", tradeoff, rules=rule),
+        ),
+    ]
