@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from ringfinder import find_rings
+from ringfinder.score import MIN_CONTRIBUTION, MITIGATION_SHARE, Reason, _reasons
 
 
 def _events(rows: list[tuple[str, str, str, str, str, str]]) -> pd.DataFrame:
@@ -71,3 +73,23 @@ def test_a_shared_payout_account_flags_a_small_ring() -> None:
     result = find_rings(_events(rows))
     (ring,) = result.rings.itertuples()
     assert ring.flagged and ring.reasons.split(";")[0] == "SHARED_PAYOUT"
+
+
+def test_reason_lists_order_by_contribution_then_name_and_end_with_mitigations() -> None:
+    nan = float("nan")
+    contributions = {
+        Reason.SIGNUP_BURST: np.array([0.30, 0.10, 0.04, nan]),
+        Reason.SHARED_DEVICE: np.array([0.30, 0.20, 0.0, 0.05]),
+        Reason.SHARED_PAYOUT: np.array([0.90, 0.049, 0.0, 0.0]),
+    }
+    mitigations = {
+        Reason.SHARED_INFRASTRUCTURE: np.array([0.0, 0.5, 0.49, 1.0]),
+        Reason.INDEPENDENT_PAYOUTS: np.array([0.7, 0.0, 0.0, 1.0]),
+    }
+    assert _reasons(contributions, mitigations) == [
+        "SHARED_PAYOUT;SHARED_DEVICE;SIGNUP_BURST;INDEPENDENT_PAYOUTS",  # tie broken by name
+        "SHARED_DEVICE;SIGNUP_BURST;SHARED_INFRASTRUCTURE",  # 0.049 is below MIN_CONTRIBUTION
+        "",  # nothing reaches either threshold
+        "SHARED_DEVICE;SHARED_INFRASTRUCTURE;INDEPENDENT_PAYOUTS",  # a NaN is no evidence
+    ]
+    assert MIN_CONTRIBUTION == 0.05 and MITIGATION_SHARE == 0.5

@@ -217,23 +217,26 @@ def _noisy_or(parts: dict[Reason, np.ndarray], size: int) -> np.ndarray:
 def _reasons(
     contributions: dict[Reason, np.ndarray], mitigations: dict[Reason, np.ndarray]
 ) -> list[str]:
-    codes = list(contributions)
-    matrix = np.column_stack([contributions[c] for c in codes])
-    reasons = []
-    for row, mitigation_row in zip(
-        matrix, np.column_stack(list(mitigations.values())), strict=True
-    ):
-        order = sorted(
-            (-v, c.value) for v, c in zip(row, codes, strict=True) if v >= MIN_CONTRIBUTION
+    """Per ring: codes contributing at least ``MIN_CONTRIBUTION``, largest first (ties by name),
+    then the mitigations holding at least ``MITIGATION_SHARE``; ';'-joined."""
+    codes = sorted(contributions, key=lambda c: c.value)
+    values = np.column_stack([contributions[c] for c in codes])
+    order = np.argsort(-values, axis=1, kind="stable")  # stable: equal values keep name order
+    order[~(np.take_along_axis(values, order, axis=1) >= MIN_CONTRIBUTION)] = -1
+    mitigated = np.column_stack([v >= MITIGATION_SHARE for v in mitigations.values()])
+    # Rings share few distinct reason lists: join each once (rows as bytes: unique is fast).
+    shown = np.ascontiguousarray(np.hstack([order, mitigated]), dtype=np.int8)
+    rows = shown.view(np.dtype((np.void, shown.shape[1]))).ravel()
+    keys, which = np.unique(rows, return_inverse=True)
+    patterns = keys.view(np.int8).reshape(-1, shown.shape[1])
+    texts = [
+        ";".join(
+            [codes[i].value for i in pattern[: len(codes)] if i >= 0]
+            + [m.value for m, on in zip(mitigations, pattern[len(codes) :], strict=True) if on]
         )
-        names = [code for _, code in order]
-        names += [
-            m.value
-            for m, share in zip(mitigations, mitigation_row, strict=True)
-            if share >= MITIGATION_SHARE
-        ]
-        reasons.append(";".join(names))
-    return reasons
+        for pattern in patterns
+    ]
+    return [texts[i] for i in which.ravel()]
 
 
 def score_ring_features(features: pd.DataFrame, *, config: Config) -> pd.DataFrame:
