@@ -249,9 +249,26 @@ def test_too_many_bad_rows_exits_1(write_events: EventWriter, tmp_path: Path) ->
     result = invoke("detect", str(path), "--out", str(tmp_path / "o"))
     assert result.exit_code == 1
     line = error_line(result)
-    assert "1 of 10 rows" in line
+    assert line.startswith(f"ringfinder: error: {path}: 1 of 10 rows (10.0%) were rejected")
     assert "input.max_bad_fraction = 0.05" in line
     assert not (tmp_path / "o").exists()
+
+
+def test_too_many_bad_rows_names_the_inputs_with_the_most(
+    write_events: EventWriter, tmp_path: Path
+) -> None:
+    good = [(f"c{i}", "2024-03-01T00:00:00Z", "task", "d", "", "") for i in range(6)]
+    bad = [("", "2024-03-01T00:00:00Z", "task", "d", "", "")]
+    clean = write_events(good, name="in/a.csv")
+    few = write_events(good + bad, name="in/b.csv")
+    many = write_events(good + bad * 3, name="in/c.csv")
+    result = invoke("detect", str(tmp_path / "in"), "--out", str(tmp_path / "o"))
+    assert result.exit_code == 1
+    line = error_line(result)
+    assert line.startswith(
+        f"ringfinder: error: {many} (3 rejected), {few} (1 rejected): 4 of 22 rows (18.2%)"
+    )
+    assert str(clean) not in line and line.endswith("; missing contributor id: 4")
 
 
 def test_a_looser_bad_row_limit_lets_the_run_pass(

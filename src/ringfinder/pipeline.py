@@ -27,7 +27,7 @@ from ringfinder.history import (
     run_id_for,
     used_ring_ids,
 )
-from ringfinder.ingest import read_events
+from ringfinder.ingest import IngestResult, read_events
 from ringfinder.lineage import match_rings
 from ringfinder.normalise import sql_literal
 from ringfinder.privacy import privacy_from_env, pseudonym
@@ -166,9 +166,7 @@ def run_detect(
                 relation="rf_input_frame" if frame is not None else None,
                 privacy=privacy,
             )
-            _check_bad_fraction(
-                ingest.rows_read, ingest.rows_quarantined, ingest.quarantine_reasons, config
-            )
+            _check_bad_fraction(ingest, config)
         with _timed("graph", timings, report):
             if config.resources.engine == "spark":
                 stats = build_graph_on_spark(
@@ -284,17 +282,24 @@ def run_detect(
     return result
 
 
-def _check_bad_fraction(
-    read: int, quarantined: int, reasons: dict[str, int], config: Config
-) -> None:
+def _check_bad_fraction(ingest: IngestResult, config: Config) -> None:
+    """Stop when more rows were rejected than ``input.max_bad_fraction`` allows, naming the
+    inputs with the most rejected rows and the commonest reasons."""
     limit = config.input.max_bad_fraction
+    read, quarantined = ingest.rows_read, ingest.rows_quarantined
     if read and quarantined / read > limit:
-        top = ", ".join(
-            f"{reason}: {n}" for reason, n in sorted(reasons.items(), key=lambda kv: -kv[1])[:3]
+        reasons = sorted(ingest.quarantine_reasons.items(), key=lambda kv: -kv[1])
+        top = ", ".join(f"{reason}: {n}" for reason, n in reasons[:3])
+        sources = list(ingest.quarantine_sources.items())
+        named = (
+            sources[0][0]
+            if len(sources) == 1
+            else ", ".join(f"{s} ({n} rejected)" for s, n in sources[:3])
         )
+        more = f" and {len(sources) - 3} more" if len(sources) > 3 else ""
         raise InputError(
-            f"{quarantined} of {read} rows ({quarantined / read:.1%}) were rejected, more than "
-            f"input.max_bad_fraction = {limit}; {top}"
+            f"{named}{more}: {quarantined} of {read} rows ({quarantined / read:.1%}) were "
+            f"rejected, more than input.max_bad_fraction = {limit}; {top}"
         )
 
 

@@ -56,6 +56,7 @@ class IngestResult:
     contributors: int
     quarantine_reasons: dict[str, int]
     inputs: list[dict[str, Any]] = field(default_factory=list)
+    quarantine_sources: dict[str, int] = field(default_factory=dict)  # most rejected first
 
 
 def _respelled_contributors_sql(config: InputConfig) -> str:
@@ -269,6 +270,11 @@ def _account(
             "SELECT reason, count(*) FROM quarantine GROUP BY reason ORDER BY reason"
         ).fetchall()
     )
+    sources = dict(
+        con.execute(
+            "SELECT source, count(*) AS n FROM quarantine GROUP BY source ORDER BY n DESC, source"
+        ).fetchall()
+    )
     return IngestResult(
         rows_read=read,
         rows_accepted=accepted,
@@ -277,4 +283,5 @@ def _account(
         contributors=contributors,
         quarantine_reasons=reasons,
         inputs=fingerprints,
+        quarantine_sources=sources,
     )
