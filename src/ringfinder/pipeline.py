@@ -19,6 +19,7 @@ from ringfinder.decide import assign_actions
 from ringfinder.detect import detect_rings
 from ringfinder.errors import InputError
 from ringfinder.export import atomic_folder, write_outputs
+from ringfinder.frames import fetch_frame
 from ringfinder.graph import build_graph
 from ringfinder.history import (
     history_table,
@@ -179,10 +180,10 @@ def run_detect(
             else:
                 stats = build_graph(con, config=config, privacy=privacy)
         with _timed("detect", timings, report):
-            pairs = con.execute("SELECT a, b, weight, strong, solid FROM pairs ORDER BY a, b").df()
-            stars = con.execute(
-                f"SELECT {CONTRIBUTOR}, strong_key FROM strong_links ORDER BY ALL"
-            ).df()
+            pairs = fetch_frame(con, "SELECT a, b, weight, strong, solid FROM pairs ORDER BY a, b")
+            stars = fetch_frame(
+                con, f"SELECT {CONTRIBUTOR}, strong_key FROM strong_links ORDER BY ALL"
+            )
             assignment = detect_rings(pairs, config=config.detect, strong_links=stars)
         with _timed("score", timings, report):
             evidence, timeline = pd.DataFrame(), pd.DataFrame()
@@ -198,7 +199,7 @@ def run_detect(
                     frame.assign(ring_id=frame.pop("ring_index").map(ids))
                     for frame in ring_evidence(con)
                 )
-        quarantine = con.execute("SELECT * FROM quarantine ORDER BY source, row, reason").df()
+        quarantine = fetch_frame(con, "SELECT * FROM quarantine ORDER BY source, row, reason")
     finally:
         con.close()
     manifest = {

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ringfinder.config import Config
+from ringfinder.frames import fetch_frame
 from ringfinder.normalise import sql_literal
 from ringfinder.schema import CONTRIBUTOR, EVENT_TYPE, TIME, Reason
 
@@ -293,9 +294,9 @@ def score_rings(
     con.execute(f"CREATE OR REPLACE TEMP TABLE ring_links AS {RING_LINKS_SQL}")
     con.execute(f"CREATE OR REPLACE TEMP TABLE ring_usage AS {ring_usage_sql(config)}")
     con.execute(f"CREATE OR REPLACE TEMP TABLE member_features AS {member_features_sql(config)}")
-    features = con.execute(ring_features_sql(config)).df()
+    features = fetch_frame(con, ring_features_sql(config))
     rings = score_ring_features(features, config=config)
-    members = con.execute(f"SELECT * FROM member_features ORDER BY {CONTRIBUTOR}").df()
+    members = fetch_frame(con, f"SELECT * FROM member_features ORDER BY {CONTRIBUTOR}")
     members = members.merge(
         rings[["ring_index", "ring_score", "flagged", "reasons"]], on="ring_index"
     )
@@ -314,14 +315,14 @@ def ring_evidence(con: duckdb.DuckDBPyConnection) -> tuple[pd.DataFrame, pd.Data
     first/last seen, how many people and how many members use it, and its hub and
     infrastructure flags; and each member's events per day and event type.
     """
-    identifiers = con.execute(f"""
+    identifiers = f"""
         SELECT ring_index, {CONTRIBUTOR}, kind, role, identifier, n_events, first_seen, last_seen,
             degree, ring_users, hub, infrastructure
         FROM ring_usage ORDER BY ring_index, {CONTRIBUTOR}, kind, identifier
-    """).df()
-    timeline = con.execute(f"""
+    """
+    timeline = f"""
         SELECT ring_index, {CONTRIBUTOR}, CAST(date_trunc('day', {TIME}) AS DATE) AS day,
             coalesce({EVENT_TYPE}, '') AS event_type, count(*) AS n_events
         FROM ring_events GROUP BY ALL ORDER BY ALL
-    """).df()
-    return identifiers, timeline
+    """
+    return fetch_frame(con, identifiers), fetch_frame(con, timeline)

@@ -1,0 +1,40 @@
+"""DuckDB query results as pandas frames, with text columns moved through Arrow.
+
+DuckDB's ``.df()`` makes a Python string of every text value before pandas stores it: for the
+ring evidence at 10M events (400k rows, five text columns) that took 0.54 s, where Arrow hands
+the same strings to pandas in 0.09 s. Everything else keeps ``.df()``'s conversions (nullable
+integers, dates as timestamps), so callers see the frames they always did.
+"""
+
+from __future__ import annotations
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+
+
+def _is_text(field: pa.Field) -> bool:
+    return bool(
+        pa.types.is_string(field.type)
+        or pa.types.is_large_string(field.type)
+        or pa.types.is_string_view(field.type)
+    )
+
+
+def fetch_frame(con: duckdb.DuckDBPyConnection, query: str) -> pd.DataFrame:
+    """The result of ``query`` on ``con``, equal to ``con.execute(query).df()``, faster.
+
+    Examples
+    --------
+    >>> fetch_frame(duckdb.connect(), "SELECT 'a' AS s, 1 AS i").to_dict("records")
+    [{'s': 'a', 'i': 1}]
+    """
+    table = con.sql(query).to_arrow_table()
+    text = [field.name for field in table.schema if _is_text(field)]
+    if not text or not table.num_rows:  # nothing to gain; and empty text columns stay object
+        return con.from_arrow(table).df()
+    other = [name for name in table.column_names if name not in text]
+    parts = [table.select(text).to_pandas()]
+    if other:
+        parts.append(con.from_arrow(table.select(other)).df())
+    return pd.concat(parts, axis=1)[table.column_names]
