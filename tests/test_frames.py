@@ -36,11 +36,15 @@ def test_fetch_frame_equals_df(query: str) -> None:
     assert list(got.dtypes) == list(expected.dtypes)
 
 
-def test_fetch_frame_keeps_the_order_of_an_ordered_query() -> None:
+def test_fetch_frame_keeps_rows_whole_and_in_order_on_a_pipeline_connection() -> None:
     con = duckdb.connect()
     con.execute("SET threads = 2")
-    got = fetch_frame(
-        con, "SELECT 'k' || (i % 97) AS key, i FROM range(200000) t(i) ORDER BY key, i"
+    con.execute("SET preserve_insertion_order = false")  # as the pipeline runs
+    query = (
+        "SELECT 'k' || (i % 97) AS key, i, i * 2 AS twice, DATE '2024-01-01' + CAST(i % 9 AS INT) "
+        "AS day FROM range(300000) t(i) ORDER BY key, i"
     )
-    assert got.equals(got.sort_values(["key", "i"]).reset_index(drop=True))
+    got = fetch_frame(con, query)
+    pd.testing.assert_frame_equal(got, con.execute(query).df(), check_exact=True)
+    assert (got["twice"] == 2 * got["i"]).all()  # text and other columns stay on one row
     assert got["i"].iloc[:3].tolist() == [0, 97, 194]

@@ -31,10 +31,13 @@ def fetch_frame(con: duckdb.DuckDBPyConnection, query: str) -> pd.DataFrame:
     """
     table = con.sql(query).to_arrow_table()
     text = [field.name for field in table.schema if _is_text(field)]
-    if not text or not table.num_rows:  # nothing to gain; and empty text columns stay object
-        return con.from_arrow(table).df()
-    other = [name for name in table.column_names if name not in text]
-    parts = [table.select(text).to_pandas()]
-    if other:
-        parts.append(con.from_arrow(table.select(other)).df())
+    # A connection of its own: the pipeline's turns preserve_insertion_order off, and a scan of
+    # the Arrow table could then hand back the other columns' rows in another order.
+    with duckdb.connect() as converter:
+        if not text or not table.num_rows:  # nothing to gain; and empty text stays object
+            return converter.from_arrow(table).df()
+        other = [name for name in table.column_names if name not in text]
+        parts = [table.select(text).to_pandas()]
+        if other:
+            parts.append(converter.from_arrow(table.select(other)).df())
     return pd.concat(parts, axis=1)[table.column_names]
