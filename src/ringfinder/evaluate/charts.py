@@ -104,7 +104,9 @@ def steps(x: Sequence[float], y: Sequence[float]) -> tuple[list[float], list[flo
     return xs, ys
 
 
-def histogram_outline(edges: Sequence[float], counts: Sequence[int]) -> tuple[list, list]:
+def histogram_outline(
+    edges: Sequence[float], counts: Sequence[int]
+) -> tuple[list[float], list[float]]:
     """The outline of a histogram's bars, from the baseline back to it.
 
     Examples
