@@ -9,6 +9,7 @@ import pandas as pd
 from click.testing import CliRunner
 
 from ringfinder.cli import main
+from ringfinder.history import HISTORY_COLUMNS
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "sample"
 
@@ -38,6 +39,16 @@ def test_previous_history_and_diff(tmp_path: Path) -> None:
     assert shown.exit_code == 0, shown.output
     runs = [json.loads(line) for line in shown.output.splitlines()]
     assert [r["new"] for r in runs] == [runs[0]["rings"], 0] and runs[1]["closed"] == 0
+    text = runner.invoke(main, ["history", str(history)])
+    assert text.exit_code == 0, text.output
+    header, *lines = text.output.splitlines()
+    assert header.split() == list(HISTORY_COLUMNS)
+    for run, line in zip(runs, lines, strict=True):
+        cells = line.split()
+        assert cells[0] == run["run_id"] and cells[1] == run["recorded_at"][:10]
+        assert cells[3:11] == [str(run[c]) for c in HISTORY_COLUMNS[2:-2]]
+        assert cells[11] == f"{run['mean_flagged_score']:.3f}"  # a score: no sign
+    assert lines[0].split()[-1] == "-" and lines[1].split()[-1] == "+0.000"  # drift: signed
 
     diffed = runner.invoke(main, ["diff", str(tmp_path / "one"), str(tmp_path / "two"), "--json"])
     assert diffed.exit_code == 0, diffed.output

@@ -424,21 +424,17 @@ def history(db_path: Path | None, config_path: Path | None, as_json: bool) -> No
             click.echo(json.dumps(record, sort_keys=True))
         return
 
-    def cell(value: Any) -> str:
+    def cell(column: str, value: Any) -> str:
         if value is None or value != value:
             return "-"
-        return f"{value:+.3f}" if isinstance(value, float) else str(value)
+        if column == "recorded_at":
+            return str(value.strftime("%Y-%m-%d %H:%M"))
+        if isinstance(value, float):
+            return f"{value:+.3f}" if column == "score_drift" else f"{value:.3f}"
+        return str(value)
 
     rows = [
-        tuple(
-            [
-                str(r.run_id),
-                r.recorded_at.strftime("%Y-%m-%d %H:%M"),
-                *(cell(getattr(r, c)) for c in HISTORY_COLUMNS[2:-2]),
-                cell(r.mean_flagged_score).lstrip("+"),
-                cell(r.score_drift),
-            ]
-        )
+        tuple(cell(c, getattr(r, c)) for c in HISTORY_COLUMNS)
         for r in table.itertuples(index=False)
     ]
     _echo_table(HISTORY_COLUMNS, rows)
