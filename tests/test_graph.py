@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 from networkx.algorithms import bipartite
 
+import ringfinder.graph
 from ringfinder.config import Config, GraphConfig, InputConfig, KindConfig
 from ringfinder.graph import GraphStats, build_graph
 from ringfinder.ingest import read_events
@@ -338,3 +339,20 @@ def test_placeholders_never_link_contributors() -> None:
     assert pairs_of(con) == {}
     assert stats.edges == 0
     assert stats.identifiers == {}
+
+
+def test_uses_grouped_in_slices_of_contributors_give_the_same_graph(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """As for inputs of tens of millions of events, where one GROUP BY held the run's peak."""
+    config = graph_config(device_cap=14, ip_cap=12, payment_cap=18)
+    uses = random_uses(3)
+    _, whole = run_graph(uses, config)
+    monkeypatch.setattr(ringfinder.graph, "EVENTS_PER_USES_SLICE", 100)
+    _, sliced = run_graph(uses, config)
+    ((events,),) = sliced.execute("SELECT count(*) FROM events").fetchall()
+    assert events > 4 * 100  # five slices or more
+    edges = "SELECT * FROM edges ORDER BY ALL"
+    assert whole.execute(edges).fetchall() == sliced.execute(edges).fetchall()
+    assert max(row[3] for row in sliced.execute(edges).fetchall()) > 1  # uses were summed
+    assert pairs_of(whole) == pairs_of(sliced) != {}
