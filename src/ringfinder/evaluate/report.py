@@ -172,8 +172,12 @@ def _table(rows: list[dict[str, Any]], columns: Sequence[str]) -> dict[str, Any]
 
 def _figures(evaluation: Evaluation) -> list[dict[str, Any]]:
     """The report's figures: PR and ROC, ring scores by label, the threshold trade-off."""
+    return [_curves_figure(evaluation), _scores_figure(evaluation), _tradeoff_figure(evaluation)]
+
+
+def _curves_figure(evaluation: Evaluation) -> dict[str, Any]:
     curves = [c for c in evaluation.curves.values() if c.n_positive and c.n_negative]
-    points = [c.to_dict()["points"] for c in curves]
+    points = [c.to_dict()["points"] for c in curves]  # thinned: a few hundred per curve
     pr = [
         Line(c.name, *steps([0.0, *p["recall"]], [1.0, *p["precision"]]))
         for c, p in zip(curves, points, strict=True)
@@ -183,9 +187,17 @@ def _figures(evaluation: Evaluation) -> list[dict[str, Any]]:
         for c, p in zip(curves, points, strict=True)
     ]
     at_threshold = (evaluation.contributors["recall"], evaluation.contributors["precision"])
-    dots = [at_threshold] if None not in at_threshold else []
     chance = Line("chance", [0, 1], [0, 1], dash="2 2")
+    return figure(
+        "PR and ROC curves (dot: the configured threshold)",
+        chart(
+            "PR", "recall", "precision", pr, dots=[at_threshold] if None not in at_threshold else []
+        ),
+        chart("ROC", "false positive rate", "true positive rate", [*roc, chance]),
+    )
 
+
+def _scores_figure(evaluation: Evaluation) -> dict[str, Any]:
     shown = [(k, v) for k, v in evaluation.score_samples.items() if v.size]
     counts = [np.histogram(v, bins=THRESHOLD_GRID)[0] for _, v in shown]
     members = [
@@ -193,33 +205,27 @@ def _figures(evaluation: Evaluation) -> list[dict[str, Any]]:
         for (name, values), c, dash in zip(shown, counts, DASHES, strict=False)
     ]
     highest = max((int(c.max()) for c in counts), default=0)
+    return figure(
+        "Ring score of ring members by label (dashed: threshold)",
+        chart(
+            "Ring scores by label",
+            "ring score",
+            "ring members",
+            members,
+            y_top=max(highest * 1.05, 1.0),
+            rules=[evaluation.threshold],
+        ),
+    )
 
+
+def _tradeoff_figure(evaluation: Evaluation) -> dict[str, Any]:
     rows = [r for r in evaluation.tradeoff if r["threshold"] in THRESHOLD_GRID]
     t = [r["threshold"] for r in rows]
-    tradeoff = [
+    lines = [
         Line(key, t, [math.nan if r[key] is None else r[key] for r in rows])
         for key in ("precision", "recall", "fp_rate")
     ]
-    rule = [evaluation.threshold]
-    return [
-        figure(
-            "PR and ROC curves (dot: the configured threshold)",
-            chart("PR", "recall", "precision", pr, dots=dots),
-            chart("ROC", "false positive rate", "true positive rate", [*roc, chance]),
-        ),
-        figure(
-            "Ring score of ring members by label (dashed: threshold)",
-            chart(
-                "Ring scores by label",
-                "ring score",
-                "ring members",
-                members,
-                y_top=max(highest * 1.05, 1.0),
-                rules=rule,
-            ),
-        ),
-        figure(
-            "Precision, recall and benign FP rate by threshold",
-            chart("Trade-off across thresholds", "threshold", "", tradeoff, rules=rule),
-        ),
-    ]
+    return figure(
+        "Precision, recall and benign FP rate by threshold",
+        chart("Trade-off across thresholds", "threshold", "", lines, rules=[evaluation.threshold]),
+    )
