@@ -8,9 +8,25 @@ integers, dates as timestamps), so callers see the frames they always did.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import duckdb
 import pandas as pd
 import pyarrow as pa
+
+
+@contextmanager
+def insertion_order_kept(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """Within the block, results keep the order of their input rows (``row_number() OVER ()``
+    counts rows as they came, a scan of an Arrow table returns them as they stand): DuckDB
+    promises it only with ``preserve_insertion_order``, which the pipeline turns off."""
+    ((previous,),) = con.execute("SELECT current_setting('preserve_insertion_order')").fetchall()
+    con.execute("SET preserve_insertion_order = true")
+    try:
+        yield
+    finally:
+        con.execute(f"SET preserve_insertion_order = {bool(previous)}")
 
 
 def _is_text(field: pa.Field) -> bool:
@@ -31,13 +47,13 @@ def fetch_frame(con: duckdb.DuckDBPyConnection, query: str) -> pd.DataFrame:
     """
     table = con.sql(query).to_arrow_table()
     text = [field.name for field in table.schema if _is_text(field)]
-    # A connection of its own: the pipeline's turns preserve_insertion_order off, and a scan of
-    # the Arrow table could then hand back the other columns' rows in another order.
-    with duckdb.connect() as converter:
+    # In insertion order: else the scan of the other columns could return their rows in
+    # another order than the text columns'.
+    with insertion_order_kept(con):
         if not text or not table.num_rows:  # nothing to gain; and empty text stays object
-            return converter.from_arrow(table).df()
+            return con.from_arrow(table).df()
         other = [name for name in table.column_names if name not in text]
         parts = [table.select(text).to_pandas()]
         if other:
-            parts.append(converter.from_arrow(table.select(other)).df())
+            parts.append(con.from_arrow(table.select(other)).df())
     return pd.concat(parts, axis=1)[table.column_names]

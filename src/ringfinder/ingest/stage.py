@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from collections.abc import Sequence
+from contextlib import nullcontext
 from pathlib import Path
 
 import duckdb
 
 from ringfinder.config import InputConfig
 from ringfinder.errors import InputError
+from ringfinder.frames import insertion_order_kept
 from ringfinder.ingest.checks import check_parquet_types, check_text, mapped_columns
 from ringfinder.normalise import sql_identifier, sql_literal, sql_trim
 
@@ -56,19 +57,6 @@ def _scan_sql(path: Path, fmt: str, rejects: str) -> str:
     )
 
 
-@contextmanager
-def _in_input_order(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
-    """Keep rows in input order while staging, so that ``row_number() OVER ()`` numbers them as
-    they stand in the file: DuckDB promises it only with ``preserve_insertion_order``, which
-    the pipeline turns off for the rest of the run."""
-    ((previous,),) = con.execute("SELECT current_setting('preserve_insertion_order')").fetchall()
-    con.execute("SET preserve_insertion_order = true")
-    try:
-        yield
-    finally:
-        con.execute(f"SET preserve_insertion_order = {bool(previous)}")
-
-
 def _columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
     """Column names of a table, view or SELECT."""
     return [row[0] for row in con.execute(f"DESCRIBE {table}").fetchall()]
@@ -98,8 +86,9 @@ def stage_file(
     try:
         if fmt == "parquet":
             check_parquet_types(con, path, config)
-        # Parquet rows are numbered by the reader (file_row_number), in any order.
-        with nullcontext() if fmt == "parquet" else _in_input_order(con):
+        # CSV and JSON rows are numbered by row_number() OVER (), which counts them as they stand
+        # in the file only in insertion order; Parquet rows by the reader (file_row_number).
+        with nullcontext() if fmt == "parquet" else insertion_order_kept(con):
             if fmt == "jsonl":
                 con.execute(f"CREATE TEMP TABLE {table}_lines AS {scan}")
                 _check_json_keys(con, f"{table}_lines", path, config)
@@ -144,7 +133,7 @@ def stage_query(con: duckdb.DuckDBPyConnection, query: str, label: str, config: 
     try:
         present = _columns(con, scan)
         _check_columns(label, present, config)
-        with _in_input_order(con):
+        with insertion_order_kept(con):
             con.execute(f"CREATE TEMP TABLE rf_part_sql AS {_checked_sql(present, config, scan)}")
     except duckdb.OutOfMemoryException:
         raise  # not the input's fault: the CLI says how to give it memory
