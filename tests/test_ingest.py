@@ -5,6 +5,8 @@ from __future__ import annotations
 import gzip
 import itertools
 import json
+import re
+from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -20,6 +22,7 @@ import ringfinder.ingest
 from ringfinder.config import InputConfig, KindConfig
 from ringfinder.errors import InputError
 from ringfinder.ingest import IngestResult, normalised_events_sql, read_events
+from ringfinder.ingest.stage import FAST_TIME_FORMATS
 from ringfinder.privacy import NO_PRIVACY, Privacy
 
 EventWriter = Callable[..., Path]  # the ``write_events`` fixture
@@ -208,6 +211,97 @@ def test_near_misses_of_the_common_timestamp_form(write_events: EventWriter) -> 
     assert times == {c: NEAR_MISSES[t] for c, t in spelling_of.items() if NEAR_MISSES[t]}
     unparseable = sum(time is None for time in NEAR_MISSES.values())
     assert result.quarantine_reasons == {"unparseable timestamp": unparseable}
+
+
+# Characters that turn a fast-path form into a near miss of it.
+NEAR_MISS_CHARACTERS = "0123456789-:T Z+.tz/"
+# Year, month, day, hour, minute, second: each a little past its valid range at both ends.
+FIELD_RANGES = ((1985, 2105), (0, 13), (0, 32), (0, 25), (0, 60), (0, 61))
+
+
+@st.composite
+def time_texts(draw: st.DrawFn) -> str:
+    """A form of ``FAST_TIME_FORMATS`` with other values in its fields, some edited into near
+    misses. Fields past the second (fractions, offsets) take any digits."""
+    example = draw(st.sampled_from([example for _, example in FAST_TIME_FORMATS]))
+    fields = re.split(r"(\d+)", example)  # separators at even places, digits at odd ones
+    for place in range(1, len(fields), 2):
+        width = len(fields[place])
+        low, high = (
+            FIELD_RANGES[place // 2] if place // 2 < len(FIELD_RANGES) else (0, 10**width - 1)
+        )
+        fields[place] = str(draw(st.integers(low, high))).zfill(width)
+    text = "".join(fields)
+    for _ in range(draw(st.integers(0, 2))):
+        at = draw(st.integers(0, len(text) - 1))
+        edit = draw(st.sampled_from(["replace", "delete", "insert"]))
+        character = draw(st.sampled_from(NEAR_MISS_CHARACTERS))
+        head, tail = text[:at], text[at + 1 :] if edit != "insert" else text[at:]
+        text = head + ("" if edit == "delete" else character) + tail
+    return text.strip()
+
+
+@settings(
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(texts=st.lists(time_texts(), min_size=1, max_size=40))
+def test_fast_time_forms_agree_with_the_general_parser(
+    write_events: EventWriter, texts: list[str]
+) -> None:
+    """The strptime fast paths take a time where DuckDB's TIMESTAMPTZ parser takes the same."""
+    rows = [(f"c{i}", text, "task", f"d{i}", "", "") for i, text in enumerate(texts)]
+    result, con = ingest([write_events(rows)])
+    con.execute("CREATE TABLE texts (contributor_id VARCHAR, text VARCHAR)")
+    con.executemany("INSERT INTO texts VALUES (?, ?)", [(c, t) for c, t, *_ in rows])
+    general = con.execute("""
+        SELECT contributor_id, CASE WHEN t IS NULL THEN 'unparseable timestamp'
+            WHEN t < TIMESTAMP '1990-01-01' OR t >= TIMESTAMP '2100-01-01'
+            THEN 'timestamp out of range' END AS reason, t
+        FROM (SELECT *, CAST(try_cast(text AS TIMESTAMPTZ) AS TIMESTAMP) AS t FROM texts)
+    """).fetchall()
+    times = dict(con.execute("SELECT contributor_id, event_time FROM events").fetchall())
+    assert times == {c: t for c, reason, t in general if reason is None}
+    assert result.quarantine_reasons == Counter(r for _, r, _ in general if r is not None)
+
+
+TYPED_TIMES = {
+    "TIMESTAMP": "TIMESTAMP '2024-01-01 10:00:00.123456'",
+    "TIMESTAMPTZ": "TIMESTAMPTZ '2024-01-01 12:00:00.123456+02'",
+    "TIMESTAMP_NS": "CAST(TIMESTAMP '2024-01-01 10:00:00.123456' AS TIMESTAMP_NS)",
+    "TIMESTAMP_MS": "CAST(TIMESTAMP '2024-01-01 10:00:00.123' AS TIMESTAMP_MS)",
+    "TIMESTAMP_S": "CAST(TIMESTAMP '2024-01-01 10:00:00' AS TIMESTAMP_S)",
+    "DATE": "DATE '2024-01-01'",
+}
+
+
+@pytest.mark.parametrize("form", ["parquet", "sql"])
+@pytest.mark.parametrize("kind", TYPED_TIMES)
+def test_typed_times_are_read_as_the_instants_they_hold(
+    tmp_path: Path, form: str, kind: str
+) -> None:
+    """A Parquet or query column of timestamps or dates needs no parsing, and loses nothing."""
+    setup = duckdb.connect()
+    setup.execute("SET TimeZone = 'Asia/Kolkata'")  # the file's instants, not this zone, count
+    times = (TYPED_TIMES[kind], "NULL", f"CAST(DATE '1850-01-01' AS {kind})")
+    rows = ", ".join(f"('c{i}', {t}, 'task', 'd{i}', '', '')" for i, t in enumerate(times))
+    path = tmp_path / "events.parquet"
+    setup.execute(
+        f"COPY (SELECT * FROM (VALUES {rows}) AS t({', '.join(EVENT_COLUMNS)})) "
+        f"TO '{path}' (FORMAT parquet)"
+    )
+    if form == "parquet":
+        result, con = ingest([path])
+    else:
+        result, con = ingest([], sql=f"SELECT * FROM read_parquet('{path}')")
+    expected = {
+        "DATE": datetime(2024, 1, 1),
+        "TIMESTAMP_S": datetime(2024, 1, 1, 10),
+        "TIMESTAMP_MS": datetime(2024, 1, 1, 10, 0, 0, 123000),
+    }.get(kind, datetime(2024, 1, 1, 10, 0, 0, 123456))
+    assert con.execute("SELECT contributor_id, event_time FROM events").fetchall() == [
+        ("c0", expected)
+    ]
+    assert result.quarantine_reasons == {"missing timestamp": 1, "timestamp out of range": 1}
 
 
 # --- quarantine ---------------------------------------------------------------------------

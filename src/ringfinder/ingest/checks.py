@@ -10,7 +10,6 @@ import duckdb
 
 from ringfinder.config import InputConfig
 from ringfinder.errors import InputError
-from ringfinder.normalise import sql_literal
 
 # DuckDB reads UTF-8 only; these byte-order marks say a text file is in another encoding.
 FOREIGN_BOMS = (
@@ -70,14 +69,18 @@ def check_text(path: Path, fmt: str) -> None:
         )
 
 
-def check_parquet_types(con: duckdb.DuckDBPyConnection, path: Path, config: InputConfig) -> None:
-    """A mapped Parquet column must hold one value per row, not a struct, list or map."""
-    types = {
+def column_types(con: duckdb.DuckDBPyConnection, relation: str) -> dict[str, str]:
+    """DuckDB type of each column of ``relation`` (a table function or a subquery), by
+    lower-case name."""
+    return {
         name.lower(): kind
-        for name, kind, *_ in con.execute(
-            f"DESCRIBE SELECT * FROM read_parquet({sql_literal(str(path))})"
-        ).fetchall()
+        for name, kind, *_ in con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()
     }
+
+
+def check_parquet_types(types: dict[str, str], path: Path, config: InputConfig) -> None:
+    """A mapped Parquet column (``types`` from ``column_types``) must hold one value per row,
+    not a struct, list or map."""
     for key, column in mapped_columns(config).items():
         kind = types.get(column.lower(), "")
         if kind.startswith(NESTED_TYPES) or kind.endswith("]"):
