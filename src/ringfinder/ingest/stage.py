@@ -296,14 +296,22 @@ def _check_columns(source: str, present: Sequence[str], config: InputConfig) -> 
 def _check_json_keys(
     con: duckdb.DuckDBPyConnection, table: str, path: Path, config: InputConfig
 ) -> None:
-    """A mapped key that no object line of a JSON file has is a missing column."""
-    objects = JSON_IS_OBJECT
-    if not con.execute(f"SELECT count(*) FROM {table} WHERE {objects}").fetchone()[0]:  # type: ignore[index]
+    """A mapped key that no object line of a JSON file has is a missing column.
+
+    Each look stops at the first line that answers it (``LIMIT 1``): counting the lines with
+    each key read a 1M-line file once per key, 0.8 s each.
+    """
+
+    def some_object(condition: str = "true") -> bool:
+        return bool(
+            con.execute(
+                f"SELECT 1 FROM {table} WHERE {JSON_IS_OBJECT} AND {condition} LIMIT 1"
+            ).fetchall()
+        )
+
+    if not some_object():
         return  # no object at all: every line is quarantined with its reason
     for key, column in mapped_columns(config).items():
         path_literal = sql_literal("$." + sql_identifier(column))
-        found = con.execute(
-            f"SELECT count(*) FROM {table} WHERE {objects} AND json_exists({JSON_LINE}, {path_literal})"
-        ).fetchone()[0]  # type: ignore[index]
-        if not found:
+        if not some_object(f"json_exists({JSON_LINE}, {path_literal})"):
             raise InputError(f"{path}: key {column!r} ({key}) not found in any JSON object")
