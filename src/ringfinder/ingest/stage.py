@@ -80,17 +80,22 @@ def _columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
     return [row[0] for row in con.execute(f"DESCRIBE {table}").fetchall()]
 
 
-def _json_columns(config: InputConfig) -> str:
-    """Select list that pulls the mapped keys out of JSON lines (only from object lines)."""
-    is_object = JSON_IS_OBJECT
-    parts = []
-    for column in dict.fromkeys(mapped_columns(config).values()):
-        key = sql_literal(column)
-        parts.append(
-            f"CASE WHEN {is_object} THEN json_extract_string({JSON_LINE}, {key}) END "
-            f"AS {sql_identifier(column)}"
-        )
-    return ", ".join(parts)
+def _json_scan(table: str, config: InputConfig) -> str:
+    """The JSON lines of ``table`` with the mapped keys pulled out (only from object lines).
+
+    All keys come out of one parse of each line: a parse per key made staging 1M lines take
+    3.9 s instead of 2.8.
+    """
+    columns = list(dict.fromkeys(mapped_columns(config).values()))
+    keys = ", ".join(sql_literal(column) for column in columns)
+    picked = ", ".join(
+        f"rf_values[{place}] AS {sql_identifier(column)}"
+        for place, column in enumerate(columns, start=1)
+    )
+    return (
+        f"SELECT * EXCLUDE (rf_values), {picked} FROM (SELECT *, CASE WHEN {JSON_IS_OBJECT} "
+        f"THEN json_extract_string({JSON_LINE}, [{keys}]) END AS rf_values FROM {table})"
+    )
 
 
 def stage_file(
@@ -113,7 +118,7 @@ def stage_file(
             if fmt == "jsonl":
                 con.execute(f"CREATE TEMP TABLE {table}_lines AS {scan}")
                 _check_json_keys(con, f"{table}_lines", path, config)
-                scan = f"SELECT *, {_json_columns(config)} FROM {table}_lines"
+                scan = _json_scan(f"{table}_lines", config)
             present = _columns(con, scan)
             if fmt != "jsonl":
                 if [c for c in present if c not in META] == ["column0"]:
