@@ -26,6 +26,15 @@ JSON_IS_OBJECT = (
     f"coalesce(CASE WHEN json_valid({JSON_LINE}) THEN json_type({JSON_LINE}) END = 'OBJECT', false)"
 )
 EARLIEST, LATEST = "1990-01-01", "2100-01-01"
+# Parquet and query columns of these types hold times already: read as they are, not as text.
+TIME_TYPES = (
+    "TIMESTAMP",
+    "TIMESTAMP WITH TIME ZONE",
+    "TIMESTAMP_S",
+    "TIMESTAMP_MS",
+    "TIMESTAMP_NS",
+    "DATE",
+)
 TYPED_TIME = "rf_typed_time"
 # Columns the scans add: where a row came from, and its time if the input holds it typed.
 META = ("rf_source", "rf_row", TYPED_TIME)
@@ -54,7 +63,7 @@ def _scan_sql(path: Path, fmt: str, rejects: str, typed_time: str = "") -> str:
     p = sql_literal(str(path))
     if fmt == "parquet":
         return (
-            f"SELECT {sql_literal(str(path))} AS rf_source, file_row_number + 1 AS rf_row, "
+            f"SELECT {p} AS rf_source, file_row_number + 1 AS rf_row, "
             f"COLUMNS(* EXCLUDE (file_row_number))::VARCHAR{typed_time} "
             f"FROM read_parquet({p}, file_row_number = true)"
         )
@@ -181,15 +190,6 @@ FAST_TIME_FORMATS = (
     ("%Y-%m-%dT%H:%M:%S%z", "2024-01-01T12:00:00+02:00"),  # ISO 8601 with an offset
     ("%Y-%m-%d %H:%M:%S.%f", "2024-01-01 10:00:00.000000"),  # PostgreSQL, Python
     ("%Y-%m-%dT%H:%M:%S.%f", "2024-01-01T10:00:00.000000"),  # Python's isoformat
-)
-# Parquet and query columns of these types hold times already: read as they are, not as text.
-TIME_TYPES = (
-    "TIMESTAMP",
-    "TIMESTAMP WITH TIME ZONE",
-    "TIMESTAMP_S",
-    "TIMESTAMP_MS",
-    "TIMESTAMP_NS",
-    "DATE",
 )
 
 
