@@ -144,7 +144,8 @@ def identifiers_sql(config: Config) -> str:
     ), has_own AS (
         SELECT e.{CONTRIBUTOR}, e.kind, bool_or(d.degree IS NULL) AS has_own
         FROM edges e LEFT JOIN degree d USING (kind, identifier)
-        WHERE e.{CONTRIBUTOR} IN (SELECT {CONTRIBUTOR} FROM shared) GROUP BY ALL
+        WHERE e.kind IN ({sharable_list}) AND e.{CONTRIBUTOR} IN (SELECT {CONTRIBUTOR} FROM shared)
+        GROUP BY ALL
     ), own_share AS (
         SELECT s.kind, s.identifier, avg(CAST(o.has_own AS DOUBLE)) AS own_share
         FROM shared s JOIN has_own o USING ({CONTRIBUTOR}, kind) GROUP BY ALL
