@@ -49,6 +49,13 @@ BASELINE_STAGES = ("read", "edges", "project", "louvain")
 TARGETS = ((10_000_000, 15.0, 2.0), (30_000_000, 60.0, 5.0))
 #: ringfinder must beat the baseline by this factor at this size.
 SPEEDUP_TARGET = (10_000_000, 30.0)
+#: --input: the file the runs read (converted once from the generated Parquet) and its format.
+INPUT_FORMS = {
+    "parquet": ("events.parquet", "parquet"),
+    "typed-parquet": ("events-typed.parquet", "parquet"),
+    "csv": ("events.csv", "csv"),
+    "jsonl": ("events.jsonl", "jsonl"),
+}
 
 
 # ---------------------------------------------------------------- arguments
@@ -188,11 +195,19 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="ringfinder's resources.temp_directory: where DuckDB spills (default: its own)",
     )
+    parser.add_argument(
+        "--input",
+        choices=tuple(INPUT_FORMS),
+        default="parquet",
+        help="what the runs read: the generated Parquet (times as text, as many exports hold "
+        "them), Parquet with the times typed TIMESTAMP, CSV or JSON lines, converted once and "
+        "cached beside it; the baseline and the targets are for parquet (default parquet)",
+    )
     parser.add_argument("--no-baseline", action="store_true", help="do not run the baseline")
     parser.add_argument("--json", type=Path, metavar="FILE", help="also save all results as JSON")
     # Internal: one measured run in this (fresh) process; prints one JSON object.
     parser.add_argument(
-        "--child", choices=("ringfinder", "baseline", "generate"), help=argparse.SUPPRESS
+        "--child", choices=("ringfinder", "baseline", "generate", "convert"), help=argparse.SUPPRESS
     )
     parser.add_argument("--events", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--config", type=Path, help=argparse.SUPPRESS)
@@ -294,6 +309,40 @@ def child_generate(out_dir: Path, events: int) -> dict[str, Any]:
         "seed": SEED,
         "seconds": round(time.perf_counter() - started, 3),
     }
+
+
+def child_convert(events: Path, config_path: Path, form: str) -> dict[str, Any]:
+    """Write the generated Parquet as ``form`` beside it, with a config that reads it."""
+    import duckdb
+
+    from ringfinder.config import load_config
+    from ringfinder.ingest.stage import timestamp_sql
+    from ringfinder.normalise import sql_identifier, sql_literal, sql_trim
+
+    name, fmt = INPUT_FORMS[form]
+    target = events.with_name(name)
+    partial = target.with_name(f".{name}.partial")
+    source = f"read_parquet({sql_literal(str(events))})"
+    options = {"typed-parquet": "FORMAT parquet", "csv": "FORMAT csv, HEADER true"}
+    query = f"SELECT * FROM {source}"
+    if form == "typed-parquet":
+        # The instants ringfinder reads from the text; text it cannot read becomes NULL.
+        column = sql_identifier(load_config(config_path).input.timestamp)
+        typed = timestamp_sql(sql_trim(column))
+        query = f"SELECT * REPLACE ({typed} AS {column}) FROM {source}"
+    started = time.perf_counter()
+    with duckdb.connect() as con:
+        con.execute(
+            f"COPY ({query}) TO {sql_literal(str(partial))} ({options.get(form, 'FORMAT json')})"
+        )
+    config, replaced = re.subn(
+        r'^format = "parquet"$', f'format = "{fmt}"', config_path.read_text("utf-8"), flags=re.M
+    )
+    if replaced != 1:
+        raise SystemExit(f"bench.py: error: {config_path}: no 'format = \"parquet\"' line")
+    config_path.with_name(f"config-{form}.toml").write_text(config, encoding="utf-8")
+    partial.rename(target)
+    return {"seconds": round(time.perf_counter() - started, 3)}
 
 
 def _without_html(config: Any) -> Any:
@@ -411,6 +460,10 @@ def run_child(args: argparse.Namespace) -> int:
         if args.events is None or args.size is None:
             raise SystemExit("bench.py: error: --child generate needs --events DIR and --size N")
         result = child_generate(args.events, args.size)
+    elif args.child == "convert":
+        if args.events is None or args.config is None:
+            raise SystemExit("bench.py: error: --child convert needs --events and --config")
+        result = child_convert(args.events, args.config, args.input)
     else:
         if args.events is None or args.config is None:
             raise SystemExit(f"bench.py: error: --child {args.child} needs --events and --config")
@@ -486,6 +539,22 @@ def ensure_data(data_dir: Path, events: int) -> tuple[Path, Path, dict[str, Any]
     return events_path, config_path, meta
 
 
+def ensure_form(events: Path, config: Path, form: str) -> tuple[Path, Path]:
+    """The events and config of one size in ``form``, converted (in a child) when missing."""
+    if form == "parquet":
+        return events, config
+    target = events.with_name(INPUT_FORMS[form][0])
+    form_config = config.with_name(f"config-{form}.toml")
+    if not (target.is_file() and form_config.is_file()):
+        log(f"converting {events} to {form} ...")
+        spawn(
+            ["--child", "convert", "--events", str(events), "--config", str(config)]
+            + ["--input", form],
+            timeout=24 * 3600,
+        )
+    return target, form_config
+
+
 def median_of(runs: list[dict[str, Any]], stages: Sequence[str]) -> dict[str, Any]:
     """Median total and per-stage seconds and peaks over runs."""
     summary: dict[str, Any] = {
@@ -515,8 +584,10 @@ def stage_names(runs: list[dict[str, Any]], known: Sequence[str]) -> list[str]:
 def bench_size(events: int, args: argparse.Namespace) -> dict[str, Any]:
     label = size_label(events)
     events_path, config_path, meta = ensure_data(args.data_dir, events)
+    events_path, config_path = ensure_form(events_path, config_path, args.input)
     entry: dict[str, Any] = {
         "size": label,
+        "input": args.input,
         "events": events,
         "rows": meta["rows"],
         "contributors": meta["contributors"],
@@ -540,7 +611,7 @@ def bench_size(events: int, args: argparse.Namespace) -> dict[str, Any]:
     if runs:
         entry["stages"] = stage_names(runs, RINGFINDER_STAGES)
         entry["median"] = median_of(runs, entry["stages"])
-    if args.no_baseline:
+    if args.no_baseline or args.input != "parquet":
         entry["baseline"] = {"status": "not run"}
     elif events > args.baseline_max:
         entry["baseline"] = {"status": "skipped"}
@@ -711,7 +782,7 @@ def baseline_table(results: list[dict[str, Any]]) -> str | None:
 
 
 def check_targets(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    by_size = {entry["events"]: entry for entry in results}
+    by_size = {entry["events"]: entry for entry in results if entry["input"] == "parquet"}
     checks = []
     for events, max_seconds, max_gib in TARGETS:
         entry = by_size.get(events)
@@ -764,8 +835,8 @@ def print_report(
         f"igraph {host['igraph']}, networkx {host['networkx']}, pandas {host['pandas']}"
     )
     print(
-        f"data: synthetic Parquet, {EVENTS_PER_CONTRIBUTOR} events per contributor, seed {SEED}, "
-        f"cached in {args.data_dir}"
+        f"data: synthetic, read as {args.input}, {EVENTS_PER_CONTRIBUTOR} events per contributor, "
+        f"seed {SEED}, cached in {args.data_dir}"
     )
     runs = ", ".join(f"{e['size']}: {len(e['runs'])}" for e in results)
     print(

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+import duckdb
 import pytest
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench.py"
@@ -91,3 +92,26 @@ def test_memory_limit_reaches_the_runs(tmp_path: Path) -> None:
     report = json.loads(saved.read_text(encoding="utf-8"))
     assert report["memory_limit"] == "300MB"
     assert report["results"][0]["runs"][0]["memory_limit"] == "300MB"
+
+
+def test_every_input_form_reads_the_same_events(tmp_path: Path) -> None:
+    """--input converts the cached Parquet once; every form gives the same rows and rings."""
+    data = tmp_path / "data"
+    found = {}
+    for form in bench.INPUT_FORMS:
+        saved = tmp_path / f"{form}.json"
+        done = _run("--sizes", "2k", "--runs", "1", "--data-dir", str(data), "--input", form,
+                    "--json", str(saved))  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert f"read as {form}," in done.stdout
+        (result,) = json.loads(saved.read_text(encoding="utf-8"))["results"]
+        assert Path(result["data"]).name == bench.INPUT_FORMS[form][0]
+        # The baseline reads Parquet with pandas: it is only beside the Parquet runs.
+        assert result["baseline"]["status"] == ("ok" if form == "parquet" else "not run")
+        run = result["runs"][0]
+        found[form] = (run["rows"], run["pairs"], run["rings"], run["flagged_rings"])
+    assert len(set(map(json.dumps, found.values()))) == 1, found
+    assert found["parquet"][0]["quarantined"] > 0  # the mess is there to be read alike
+    typed = data / "2k" / "events-typed.parquet"
+    types = {row[0]: row[1] for row in duckdb.sql(f"DESCRIBE SELECT * FROM '{typed}'").fetchall()}
+    assert types["event_time"] == "TIMESTAMP"

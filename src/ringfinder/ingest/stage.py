@@ -195,7 +195,7 @@ FAST_TIME_FORMATS = (
 )
 
 
-def _timestamp_sql(column: str) -> str:
+def timestamp_sql(column: str) -> str:
     """Parse ISO 8601 (Z or offset), 'YYYY-MM-DD HH:MM:SS', epoch s or ms into a UTC TIMESTAMP.
 
     ``column`` holds the trimmed text.
@@ -247,7 +247,7 @@ def _checked_sql(columns: Sequence[str], config: InputConfig, source: str) -> st
     if TYPED_TIME in columns:  # the text is only looked at for being empty
         time, text = f"CAST({TYPED_TIME} AS TIMESTAMP)", timestamp
     else:
-        time, text = _timestamp_sql("rf_ts"), sql_trim(timestamp)
+        time, text = timestamp_sql("rf_ts"), sql_trim(timestamp)
     event_type = (
         f"lower({sql_trim(sql_identifier(config.event_type))})" if config.event_type else null
     )
