@@ -323,7 +323,11 @@ def child_convert(events: Path, config_path: Path, form: str) -> dict[str, Any]:
     target = events.with_name(name)
     partial = target.with_name(f".{name}.partial")
     source = f"read_parquet({sql_literal(str(events))})"
-    options = {"typed-parquet": "FORMAT parquet", "csv": "FORMAT csv, HEADER true"}
+    options = {
+        "typed-parquet": "FORMAT parquet",
+        "csv": "FORMAT csv, HEADER true",
+        "jsonl": "FORMAT json",  # one object per line
+    }[form]
     query = f"SELECT * FROM {source}"
     if form == "typed-parquet":
         # The instants ringfinder reads from the text; text it cannot read becomes NULL.
@@ -332,9 +336,8 @@ def child_convert(events: Path, config_path: Path, form: str) -> dict[str, Any]:
         query = f"SELECT * REPLACE ({typed} AS {column}) FROM {source}"
     started = time.perf_counter()
     with duckdb.connect() as con:
-        con.execute(
-            f"COPY ({query}) TO {sql_literal(str(partial))} ({options.get(form, 'FORMAT json')})"
-        )
+        con.execute("SET TimeZone = 'UTC'")  # as ingest: timestamp_sql reads zones in UTC
+        con.execute(f"COPY ({query}) TO {sql_literal(str(partial))} ({options})")
     config, replaced = re.subn(
         r'^format = "parquet"$', f'format = "{fmt}"', config_path.read_text("utf-8"), flags=re.M
     )

@@ -37,7 +37,8 @@ TIME_TYPES = (
     "DATE",
 )
 TYPED_TIME = "rf_typed_time"
-# Columns the scans add: where a row came from, and its time if the input holds it typed.
+# Columns the scans add: where a row came from, its time if the input holds it typed, and
+# the JSON type of a JSON line.
 META = ("rf_source", "rf_row", TYPED_TIME, JSON_TYPE)
 
 
