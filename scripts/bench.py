@@ -463,14 +463,12 @@ def run_child(args: argparse.Namespace) -> int:
         if args.events is None or args.size is None:
             raise SystemExit("bench.py: error: --child generate needs --events DIR and --size N")
         result = child_generate(args.events, args.size)
-    elif args.child == "convert":
-        if args.events is None or args.config is None:
-            raise SystemExit("bench.py: error: --child convert needs --events and --config")
-        result = child_convert(args.events, args.config, args.input)
     else:
         if args.events is None or args.config is None:
             raise SystemExit(f"bench.py: error: --child {args.child} needs --events and --config")
-        if args.child == "ringfinder":
+        if args.child == "convert":
+            result = child_convert(args.events, args.config, args.input)
+        elif args.child == "ringfinder":
             result = child_ringfinder(args.events, args.config, args.memory_limit, args.temp_dir)
         else:
             result = child_baseline(args.events, args.config)
