@@ -82,7 +82,7 @@ def _respelled_contributors_sql(config: InputConfig) -> str:
     ) WHERE raw <> spelling"""
 
 
-# Rows whose hashes are grouped at once when looking for exact duplicates: at 10M rows, three
+# Rows whose hashes are sorted at once when looking for exact duplicates: at 10M rows, three
 # slices of up to 5M kept the run's peak at 1.95 GiB instead of 2.05 (one slice), in the same time.
 HASHES_PER_SLICE = 5_000_000
 
@@ -91,19 +91,23 @@ def _drop_exact_duplicates(con: duckdb.DuckDBPyConnection, data: Sequence[str]) 
     """Delete all but the first of each set of identical rows of ``rf_checked``.
 
     Rows whose hashes differ differ, so only the few rows whose hash repeats are compared
-    column by column: no DISTINCT over every row's text. Each step is a table of its own and
-    the hashes are grouped slice by slice of the hash space: grouping 100M at once needed more
-    memory in one piece than DuckDB could spill under a 6GB limit.
+    column by column: no DISTINCT over every row's text. A hash repeats when, sorted, the next
+    one is the same: sorting took 2.2 s where grouping the hashes took 2.7-3.2 s at 30M rows,
+    almost all of them unique. Each step is a table of its own and the hashes are sorted slice
+    by slice of the hash space: grouping 100M at once needed more memory in one piece than
+    DuckDB could spill under a 6GB limit.
     """
     columns = ", ".join([*(sql_identifier(c) for c in data), "rf_hash"])
     ((rows,),) = con.execute("SELECT count(*) FROM rf_checked").fetchall()
     slices = max(1, math.ceil(rows / HASHES_PER_SLICE))
     con.execute("CREATE TEMP TABLE rf_repeated (rf_hash UBIGINT)")
     for part in range(slices):
-        con.execute(
-            f"INSERT INTO rf_repeated SELECT rf_hash FROM rf_checked "
-            f"WHERE rf_hash % {slices} = {part} GROUP BY ALL HAVING count(*) > 1"
-        )
+        con.execute(f"""
+            INSERT INTO rf_repeated SELECT DISTINCT rf_hash FROM (
+                SELECT rf_hash, lead(rf_hash) OVER (ORDER BY rf_hash) AS next FROM rf_checked
+                WHERE rf_hash % {slices} = {part}
+            ) WHERE rf_hash = next
+        """)
     con.execute(f"""
         CREATE TEMP TABLE rf_extra AS SELECT rowid AS extra FROM rf_checked
         SEMI JOIN rf_repeated USING (rf_hash)
