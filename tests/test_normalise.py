@@ -13,7 +13,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ringfinder.config import DEFAULT_PLACEHOLDERS, InputConfig, Normaliser
-from ringfinder.normalise import normalise_query, normalise_values, register_functions
+from ringfinder.normalise import (
+    create_identifier_map,
+    mapped_sql,
+    normalise_query,
+    normalise_values,
+    register_functions,
+)
+from ringfinder.privacy import NO_PRIVACY, Privacy, pseudonym, register_pseudonym_function
 
 NORMALISERS: tuple[Normaliser, ...] = get_args(Normaliser)
 EXAMPLES = 20  # per normaliser and property
@@ -42,6 +49,25 @@ def normalise_batch(
     mapping = normalise_query(normaliser, "v", "x", config or InputConfig())
     rows = con.execute(
         f"SELECT m.norm FROM v LEFT JOIN ({mapping}) m ON m.raw = v.x ORDER BY v.i"
+    ).fetchall()
+    return [row[0] for row in rows]
+
+
+def mapped_batch(
+    con: duckdb.DuckDBPyConnection,
+    normaliser: Normaliser,
+    values: Sequence[str | None],
+    privacy: Privacy = NO_PRIVACY,
+) -> list[str | None]:
+    """The values through the identifier map the graph builds, which lists only changed values."""
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE v AS SELECT unnest($v) AS x, generate_subscripts($v, 1) AS i",
+        {"v": list(values)},
+    )
+    create_identifier_map(con, "rf_test_map", "k", normaliser, "v", "x", InputConfig(), privacy)
+    rows = con.execute(
+        f"SELECT {mapped_sql('m', 'v.x')} FROM v LEFT JOIN rf_test_map m ON m.raw = v.x "
+        "ORDER BY v.i"
     ).fetchall()
     return [row[0] for row in rows]
 
@@ -214,6 +240,45 @@ def test_batch_helper_agrees_with_normalise_values(con: duckdb.DuckDBPyConnectio
         assert normalise_batch(con, normaliser, raw) == normalise_values(normaliser, raw)
 
 
+# Values the map's shortcut (left out: already normal) must see through, and ones it may skip.
+MAP_EXAMPLES = [
+    *PLACEHOLDERS,
+    "127.0.0.1",
+    "1.2.3.4",
+    "01.2.3.4",
+    "dev-1",
+    "DEV-1",
+    " dev-1",
+    "0000",
+    "ABC123",
+    "abc123",
+    "AB 12",
+    "NA",
+    "0",
+]
+
+
+@pytest.mark.parametrize("normaliser", NORMALISERS)
+def test_identifier_map_agrees_with_normalising_every_value(
+    normaliser: Normaliser, con: duckdb.DuckDBPyConnection
+) -> None:
+    assert mapped_batch(con, normaliser, MAP_EXAMPLES) == normalise_batch(
+        con, normaliser, MAP_EXAMPLES
+    )
+
+
+def test_identifier_map_with_a_key_turns_normal_values_into_tokens(
+    con: duckdb.DuckDBPyConnection,
+) -> None:
+    key = b"k" * 32
+    register_pseudonym_function(con, key)
+    values = ["1.2.3.4", "0.0.0.0"]
+    assert mapped_batch(con, "ip", values, Privacy(key=key)) == [
+        pseudonym(key, "k", "1.2.3.4"),
+        None,
+    ]
+
+
 # --- properties ---------------------------------------------------------------------------
 
 identifier_like = st.one_of(
@@ -259,6 +324,18 @@ def test_normalising_twice_changes_nothing(
         once = normalise_batch(con, normaliser, values)
         twice = normalise_batch(con, normaliser, once)
         assert twice == once
+
+    check()
+
+
+@pytest.mark.parametrize("normaliser", NORMALISERS)
+def test_identifier_map_agrees_with_normalising_on_arbitrary_text(
+    normaliser: Normaliser, con: duckdb.DuckDBPyConnection
+) -> None:
+    @PROPERTY
+    @given(values=value_lists)
+    def check(values: list[str | None]) -> None:
+        assert mapped_batch(con, normaliser, values) == normalise_batch(con, normaliser, values)
 
     check()
 

@@ -239,20 +239,58 @@ def _is_placeholder(column: str, placeholders: str) -> str:
     )
 
 
-def normalise_query(normaliser: Normaliser, source: str, column: str, config: InputConfig) -> str:
+def _already_normal(normaliser: Normaliser, column: str, placeholders: str) -> str | None:
+    """SQL: ``column`` is in its normal form for certain, told by one cheap test, or ``None``.
+
+    A dotted quad without leading zeros is a canonical IP; lower-case text without edge
+    whitespace is a normal device id; upper-case letters and digits a normal payout account;
+    each unless it is a placeholder.
+    """
+    if normaliser == "ip":
+        return (
+            f"regexp_full_match({column}, '{CANONICAL_IPV4}') "
+            f"AND NOT {_is_placeholder(column, placeholders)}"
+        )
+    if normaliser == "device":
+        return (
+            f"ascii({column}) > 32 AND ascii(({column})[-1]) > 32 AND lower({column}) = {column} "
+            f"AND NOT {_is_placeholder(column, placeholders)}"
+        )
+    if normaliser == "payment":
+        return (
+            f"regexp_full_match({column}, '[0-9A-Z]+') "
+            f"AND NOT {_is_placeholder(f'lower({column})', placeholders)}"
+        )
+    return None
+
+
+def normalise_query(
+    normaliser: Normaliser,
+    source: str,
+    column: str,
+    config: InputConfig,
+    *,
+    changed_only: bool = False,
+) -> str:
     """Query mapping each distinct raw value of ``source.column`` to its normal form (or NULL).
 
     Normalising distinct values, not rows, does the work once per identifier. The raw value and
     the normal form are both checked for placeholders: normalising can make one (``N-A`` → ``NA``,
-    ``127.000.000.001`` → ``127.0.0.1``).
+    ``127.000.000.001`` → ``127.0.0.1``). With ``changed_only``, values that one cheap test shows
+    to be normal already are left out (most are): at 30M events the bench's three maps took
+    4.0 s instead of 6.2 s.
     """
     placeholders = ", ".join(sql_literal(p.strip().lower()) for p in config.placeholders) or "NULL"
+    wanted = f"{column} IS NOT NULL"
+    normal = _already_normal(normaliser, column, placeholders) if changed_only else None
+    if normal:
+        wanted += f" AND NOT ({normal})"
     # MATERIALIZED: inlined, the trimmed and folded text and the normal form were computed
     # again for every use of them; so the device and payment maps at 10M take half the time.
     cte = f"""WITH rf_values AS MATERIALIZED (
         SELECT raw, t, f, {_is_placeholder("f", placeholders)} AS placeholder
         FROM (SELECT raw, {sql_trim("raw")} AS t, lower({sql_trim("raw")}) AS f
-              FROM (SELECT DISTINCT {column} AS raw FROM {source} WHERE {column} IS NOT NULL))
+              FROM (SELECT DISTINCT {column} AS raw FROM {source} WHERE {wanted}))
     )"""
     values = "rf_values"  # the CTE above
     if normaliser == "ip":
@@ -312,7 +350,8 @@ def create_identifier_map(
     A value missing from the map is already in normal form: most are, and a small map is
     cheap to join (``mapped_sql``).
     """
-    query = normalise_query(normaliser, source, column, config)
+    # With a key every value changes: it becomes a token.
+    query = normalise_query(normaliser, source, column, config, changed_only=not privacy.key)
     if privacy.key:
         query = (
             f"SELECT raw, {PSEUDONYM_FUNCTION}({sql_literal(kind)}, norm) AS norm FROM ({query})"
