@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import itertools
 import json
 import re
@@ -132,13 +133,18 @@ def test_every_format_gives_the_same_events(
     assert quarantine_of(con) == []
 
 
-def test_inputs_are_fingerprinted(write_events: EventWriter) -> None:
-    path = write_events(ROWS)
-    result, _ = ingest([path])
-    (fingerprint,) = result.inputs
-    assert fingerprint["path"] == str(path)
-    assert fingerprint["bytes"] == path.stat().st_size
-    assert len(fingerprint["sha256"]) == 64
+def test_inputs_are_fingerprinted_in_the_order_they_are_read(write_events: EventWriter) -> None:
+    """Each input's SHA-256, taken while the files are staged, in reading (sorted) order."""
+    paths = [write_events(ROWS, name="b.csv"), write_events(ROWS[:2], name="a.csv")]
+    result, _ = ingest(paths)
+    assert result.inputs == [
+        {
+            "path": str(path),
+            "bytes": path.stat().st_size,
+            "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        }
+        for path in sorted(paths)
+    ]
 
 
 def test_foreign_column_names_are_mapped(write_events: EventWriter) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -253,16 +254,20 @@ def read_events(
     files = resolve_inputs(inputs, forced_format=config.format) if inputs else []
     if not parts and not files:
         raise InputError("no input: give files, a folder, a glob or --sql")
-    for index, (path, fmt) in enumerate(files):
-        parts.append(stage_file(con, path, fmt, index, config))
-        rejected = rejected_lines(con, index, path)
-        if rejected:
-            check_encoding(con, index, path, config)
-            rejects.append(rejected)
-    if privacy.key:
-        register_pseudonym_function(con, privacy.key)
-    contributors = _build_tables(con, parts, rejects, config, privacy)
-    result = _account(con, contributors, [fingerprint(path) for path, _ in files])
+    # The inputs' SHA-256 (0.8 s at 30M events) is taken while DuckDB stages them: hashlib
+    # lets go of the GIL.
+    with ThreadPoolExecutor(max_workers=1) as hasher:
+        fingerprints = hasher.map(fingerprint, [path for path, _ in files])
+        for index, (path, fmt) in enumerate(files):
+            parts.append(stage_file(con, path, fmt, index, config))
+            rejected = rejected_lines(con, index, path)
+            if rejected:
+                check_encoding(con, index, path, config)
+                rejects.append(rejected)
+        if privacy.key:
+            register_pseudonym_function(con, privacy.key)
+        contributors = _build_tables(con, parts, rejects, config, privacy)
+        result = _account(con, contributors, list(fingerprints))
     if result.rows_read == 0:
         names = ", ".join(str(p) for p, _ in files) or "sql"
         raise InputError(f"{names}: no rows in the input")
