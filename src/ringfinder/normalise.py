@@ -72,9 +72,14 @@ def sql_trim(expr: str) -> str:
     character is taken by index: ``right(x, 1)`` counts every character of a long value first.
     """
     return (
-        f"(CASE WHEN ascii({expr}) > 32 AND ascii(({expr})[-1]) > 32 THEN {expr} "
+        f"(CASE WHEN {_no_edge_whitespace(expr)} THEN {expr} "
         f"ELSE regexp_replace({expr}, '{EDGE_WHITESPACE}', '', 'g') END)"
     )
+
+
+def _no_edge_whitespace(expr: str) -> str:
+    """SQL: ``expr`` neither starts nor ends with whitespace (or a control character)."""
+    return f"ascii({expr}) > 32 AND ascii(({expr})[-1]) > 32"
 
 
 def canonical_ipv6(value: str | None) -> str | None:
@@ -253,7 +258,7 @@ def _already_normal(normaliser: Normaliser, column: str, placeholders: str) -> s
         )
     if normaliser == "device":
         return (
-            f"ascii({column}) > 32 AND ascii(({column})[-1]) > 32 AND lower({column}) = {column} "
+            f"{_no_edge_whitespace(column)} AND lower({column}) = {column} "
             f"AND NOT {_is_placeholder(column, placeholders)}"
         )
     if normaliser == "payment":
@@ -281,16 +286,15 @@ def normalise_query(
     4.0 s instead of 6.2 s.
     """
     placeholders = ", ".join(sql_literal(p.strip().lower()) for p in config.placeholders) or "NULL"
-    wanted = f"{column} IS NOT NULL"
-    normal = _already_normal(normaliser, column, placeholders) if changed_only else None
-    if normal:
-        wanted += f" AND NOT ({normal})"
+    normal = _already_normal(normaliser, "raw", placeholders) if changed_only else None
+    wanted = f"WHERE NOT ({normal})" if normal else ""
     # MATERIALIZED: inlined, the trimmed and folded text and the normal form were computed
     # again for every use of them; so the device and payment maps at 10M take half the time.
     cte = f"""WITH rf_values AS MATERIALIZED (
         SELECT raw, t, f, {_is_placeholder("f", placeholders)} AS placeholder
         FROM (SELECT raw, {sql_trim("raw")} AS t, lower({sql_trim("raw")}) AS f
-              FROM (SELECT DISTINCT {column} AS raw FROM {source} WHERE {wanted}))
+              FROM (SELECT DISTINCT {column} AS raw FROM {source} WHERE {column} IS NOT NULL)
+              {wanted})
     )"""
     values = "rf_values"  # the CTE above
     if normaliser == "ip":
