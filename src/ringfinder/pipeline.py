@@ -103,6 +103,16 @@ def _ring_tables(
     return rings, members
 
 
+# What the events became: scoring is the last to read them. Dropped before the evidence comes
+# into Python, they leave room for its frames on top of DuckDB's memory limit.
+GRAPH_TABLES = ("events", "edges", "identifiers", "lockstep_pairs", "pairs", "strong_links")
+
+
+def _drop_tables(con: duckdb.DuckDBPyConnection, tables: Sequence[str]) -> None:
+    for table in tables:
+        con.execute(f"DROP TABLE IF EXISTS {table}")
+
+
 def _empty(columns: Sequence[str]) -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
 
@@ -193,6 +203,7 @@ def run_detect(
             else:
                 ids = lineage.ids
                 rings, members = score_rings(con, assignment, config=config, known_bad=known_bad)
+                _drop_tables(con, GRAPH_TABLES)
                 rings, members = _ring_tables(rings, members, ids)
                 members["action"] = assign_actions(members, config.score.bands)
                 evidence, timeline = (
