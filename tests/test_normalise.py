@@ -35,6 +35,14 @@ def con() -> Iterator[duckdb.DuckDBPyConnection]:
     connection.close()
 
 
+def _load_values(con: duckdb.DuckDBPyConnection, values: Sequence[str | None]) -> None:
+    """Table ``v``: the values (``x``) numbered by position (``i``)."""
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE v AS SELECT unnest($v) AS x, generate_subscripts($v, 1) AS i",
+        {"v": list(values)},
+    )
+
+
 def normalise_batch(
     con: duckdb.DuckDBPyConnection,
     normaliser: Normaliser,
@@ -42,10 +50,7 @@ def normalise_batch(
     config: InputConfig | None = None,
 ) -> list[str | None]:
     """What ``normalise_values`` does (the SQL that ingest runs), on a shared connection."""
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE v AS SELECT unnest($v) AS x, generate_subscripts($v, 1) AS i",
-        {"v": list(values)},
-    )
+    _load_values(con, values)
     mapping = normalise_query(normaliser, "v", "x", config or InputConfig())
     rows = con.execute(
         f"SELECT m.norm FROM v LEFT JOIN ({mapping}) m ON m.raw = v.x ORDER BY v.i"
@@ -60,10 +65,7 @@ def mapped_batch(
     privacy: Privacy = NO_PRIVACY,
 ) -> list[str | None]:
     """The values through the identifier map the graph builds, which lists only changed values."""
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE v AS SELECT unnest($v) AS x, generate_subscripts($v, 1) AS i",
-        {"v": list(values)},
-    )
+    _load_values(con, values)
     create_identifier_map(con, "rf_test_map", "k", normaliser, "v", "x", InputConfig(), privacy)
     rows = con.execute(
         f"SELECT {mapped_sql('m', 'v.x')} FROM v LEFT JOIN rf_test_map m ON m.raw = v.x "
