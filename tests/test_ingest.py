@@ -370,29 +370,40 @@ def test_ragged_csv_lines_are_quarantined_once_each(tmp_path: Path) -> None:
     ) == (4, 2, 2, 0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="CSV rows are numbered by row_number() over the rows DuckDB's reader kept, rejected "
-    "lines by their line in the file: after a ragged line the two disagree, so an analyst "
-    "cannot find a quarantined row from its number",
-)
-def test_quarantine_row_numbers_point_at_the_line_in_the_file(tmp_path: Path) -> None:
+def test_quarantine_rows_are_data_rows_of_their_file_across_rejected_lines(
+    tmp_path: Path,
+) -> None:
     header = ",".join(EVENT_COLUMNS)
+    good = f"{T0},task,d1,1.2.3.4,P1"
     lines = [
         header,
-        f"c1,{T0},task,d1,1.2.3.4,P1",
-        f"c2,{T0},task",
-        f",{T0},task,d1,1.2.3.4,P1",
-        "c3,yesterday,task,d1,1.2.3.4,P1",
+        f"c1,{good}",  # data row 1
+        f"c2,{T0},task",  # 2: ragged
+        f",{good}",  # 3
+        f"c3,{T0},task,d1",  # 4 and 5: two ragged lines in a run
+        f"c4,{T0},task,d1,1.2.3.4,P1,extra",
+        f'"c5\nstill c5",{good}',  # 6: a quoted line break does not start a row
+        "c6,yesterday,task,d1,1.2.3.4,P1",  # 7
+        f"c7,{T0},task",  # 8: ragged
+        "c8,,task,d1,1.2.3.4,P1",  # 9
     ]
-    path = tmp_path / "events.csv"
-    path.write_text("\n".join(lines) + "\n")
-    _, con = ingest([path])
-    rows = {reason: row for row, reason, _ in quarantine_of(con)}
-    # Lines 3, 4 and 5 of the file (the header is line 1); any fixed offset would do.
-    offset = rows["malformed line: missing columns"] - 3
-    assert rows["missing contributor id"] - offset == 4
-    assert rows["unparseable timestamp"] - offset == 5
+    ragged = tmp_path / "ragged.csv"
+    ragged.write_text("\n".join(lines) + "\n")
+    clean = tmp_path / "clean.csv"
+    clean.write_text(f"{header}\nc1,{good}\nc9,{good}\n,{good}\n")
+    result, con = ingest([ragged, clean])
+    rows = sorted((row, reason) for row, reason, _ in quarantine_of(con))
+    assert rows == [
+        (2, "malformed line: missing columns"),
+        (3, "missing contributor id"),
+        (3, "missing contributor id"),  # the clean file's third row: nothing to skip there
+        (4, "malformed line: missing columns"),
+        (5, "malformed line: too many columns"),
+        (7, "unparseable timestamp"),
+        (8, "malformed line: missing columns"),
+        (9, "missing timestamp"),
+    ]
+    assert_accounting(result)
 
 
 def test_bad_json_lines_are_quarantined(tmp_path: Path) -> None:

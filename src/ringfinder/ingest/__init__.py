@@ -124,6 +124,27 @@ def _drop_columns(con: duckdb.DuckDBPyConnection, table: str, columns: Sequence[
         con.execute(f"ALTER TABLE {table} DROP COLUMN {sql_identifier(column)}")
 
 
+def _renumbered_sql(con: duckdb.DuckDBPyConnection, checked: str, rejected: str) -> str:
+    """``checked`` with each row numbered as a data row of its file, counting rejected lines.
+
+    The reader numbers only the rows it kept: after the i-th rejected line (data row r) the
+    kept rows are i behind. ``rf_skips`` holds, per file, how many kept rows come before
+    each run of rejected lines and how many lines are skipped by its end.
+    """
+    con.execute(f"""
+        CREATE TEMP TABLE rf_skips AS SELECT source, kept_before, max(skipped) AS skipped
+        FROM (SELECT source, row - row_number() OVER w AS kept_before,
+                  row_number() OVER w AS skipped
+              FROM ({rejected}) WINDOW w AS (PARTITION BY source ORDER BY row))
+        GROUP BY ALL
+    """)
+    return (
+        f"SELECT q.source, q.row + coalesce(s.skipped, 0) AS row, q.reason, q.raw "
+        f"FROM ({checked}) q ASOF LEFT JOIN rf_skips s "
+        f"ON q.source = s.source AND q.row > s.kept_before"
+    )
+
+
 def _build_tables(
     con: duckdb.DuckDBPyConnection,
     parts: list[str],
@@ -144,15 +165,20 @@ def _build_tables(
         con.execute(f"CREATE TEMP TABLE rf_checked AS {union}")
         for part in parts:
             con.execute(f"DROP TABLE {part}")
-    quarantine_parts = [
+    checked = (
         "SELECT rf_source AS source, CAST(rf_row AS BIGINT) AS row, rf_reason AS reason, "
-        "rf_raw_text AS raw FROM rf_checked WHERE rf_reason IS NOT NULL",
-        *rejects,
-    ]
-    quarantine = " UNION ALL ".join(quarantine_parts)
+        "rf_raw_text AS raw FROM rf_checked WHERE rf_reason IS NOT NULL"
+    )
+    rejected = [f"SELECT * FROM {table}" for table in rejects]
+    if rejected:
+        checked = _renumbered_sql(con, checked, " UNION ALL ".join(rejected))
+    quarantine = " UNION ALL ".join([checked, *rejected])
     if privacy.key:
         quarantine = f"SELECT source, row, reason, {PSEUDONYM_FUNCTION}('row', raw) AS raw FROM ({quarantine})"
     con.execute(f"CREATE TABLE quarantine AS {quarantine}")
+    if rejects:
+        for table in [*rejects, "rf_skips"]:
+            con.execute(f"DROP TABLE {table}")
     con.execute(
         "CREATE TEMP TABLE rf_counts AS SELECT (SELECT count(*) FROM rf_checked) + "
         "(SELECT count(*) FROM quarantine WHERE reason LIKE 'malformed line%') AS n"
@@ -260,7 +286,7 @@ def read_events(
         fingerprints = hasher.map(fingerprint, [path for path, _ in files])
         for index, (path, fmt) in enumerate(files):
             parts.append(stage_file(con, path, fmt, index, config))
-            rejected = rejected_lines(con, index, path)
+            rejected = rejected_lines(con, index, path, fmt)
             if rejected:
                 check_encoding(con, index, path, config)
                 rejects.append(rejected)

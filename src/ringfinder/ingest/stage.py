@@ -147,18 +147,25 @@ def stage_file(
     return table
 
 
-def rejected_lines(con: duckdb.DuckDBPyConnection, index: int, path: Path) -> str | None:
-    """Query of the lines DuckDB's CSV reader rejected for file ``index``, as quarantine rows."""
+def rejected_lines(con: duckdb.DuckDBPyConnection, index: int, path: Path, fmt: str) -> str | None:
+    """Table of the lines DuckDB's reader rejected for file ``index``, as quarantine rows.
+
+    ``row`` is the data row, as for every other quarantined row: DuckDB numbers a CSV's header
+    as line 1.
+    """
     tables = {row[0] for row in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
     if f"rf_rejects_{index}" not in tables:
         return None
+    header = 1 if fmt == "csv" else 0
     # DuckDB logs one error per missing column: keep one row per rejected line.
-    return (
-        f"SELECT {sql_literal(str(path))} AS source, CAST(line AS BIGINT) AS row, "
+    con.execute(
+        f"CREATE TEMP TABLE rf_rejected_{index} AS "
+        f"SELECT {sql_literal(str(path))} AS source, CAST(line AS BIGINT) - {header} AS row, "
         f"'malformed line: ' || lower(error_type::VARCHAR) AS reason, csv_line AS raw "
         f"FROM rf_rejects_{index} "
         f"QUALIFY row_number() OVER (PARTITION BY scan_id, file_id, line ORDER BY column_idx) = 1"
     )
+    return f"rf_rejected_{index}"
 
 
 def stage_query(con: duckdb.DuckDBPyConnection, query: str, label: str, config: InputConfig) -> str:
