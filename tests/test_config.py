@@ -66,6 +66,7 @@ def test_a_file_overrides_only_what_it_names(tmp_path: Path) -> None:
             "input.kinds.ip.normaliser = 'soundex'",
         ),
         ("[input.kinds.ip]\nnormaliser = 'ip'\n", "input.kinds.ip.column: required key is missing"),
+        ("[input]\nsignup_events = ['signup', '']\n", "input.signup_events.1 = '': "),
     ],
 )
 def test_a_bad_value_names_its_dotted_key(tmp_path: Path, toml: str, expected: str) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -80,7 +80,9 @@ class InputConfig(Strict):
     timestamp: str = Field(default="event_time", min_length=1)
     event_type: str = "event_type"
     target: str = ""
-    signup_events: list[str] = Field(default_factory=lambda: ["signup"])
+    signup_events: list[Annotated[str, Field(min_length=1)]] = Field(
+        default_factory=lambda: ["signup"]
+    )
     placeholders: list[str] = Field(default_factory=lambda: list(DEFAULT_PLACEHOLDERS))
     email_strip_plus: bool = True
     email_dotless_domains: list[str] = Field(
