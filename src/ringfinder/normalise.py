@@ -231,6 +231,11 @@ ZERO_LIKE = "0-:._ "
 ZERO_LIKE_FIRST = ", ".join(str(c) for c in sorted({0, *map(ord, ZERO_LIKE)}))
 
 
+def placeholder_list_sql(config: InputConfig) -> str:
+    """The configured placeholders, trimmed and case-folded, as an SQL ``IN`` list."""
+    return ", ".join(sql_literal(p.strip().lower()) for p in config.placeholders) or "NULL"
+
+
 def _is_placeholder(column: str, placeholders: str) -> str:
     """SQL: ``column`` (trimmed, case-folded text) is a placeholder, empty or only zeros.
 
@@ -285,7 +290,7 @@ def normalise_query(
     to be normal already are left out (most are): at 30M events the bench's three maps took
     4.0 s instead of 6.2 s.
     """
-    placeholders = ", ".join(sql_literal(p.strip().lower()) for p in config.placeholders) or "NULL"
+    placeholders = placeholder_list_sql(config)
     normal = _already_normal(normaliser, "raw", placeholders) if changed_only else None
     wanted = f"WHERE NOT ({normal})" if normal else ""
     # MATERIALIZED: inlined, the trimmed and folded text and the normal form were computed

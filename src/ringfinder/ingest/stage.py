@@ -18,7 +18,7 @@ from ringfinder.ingest.checks import (
     column_types,
     mapped_columns,
 )
-from ringfinder.normalise import sql_identifier, sql_literal, sql_trim
+from ringfinder.normalise import placeholder_list_sql, sql_identifier, sql_literal, sql_trim
 
 JSON_LINE = "rf_line"
 # The JSON type of a line ('OBJECT', 'ARRAY', ...), NULL when it is not JSON, read as the
@@ -263,7 +263,7 @@ def _checked_sql(columns: Sequence[str], config: InputConfig, source: str) -> st
         f"{sql_identifier(kind.column)} AS rf_kind_{index}, "
         for index, kind in enumerate(config.kinds.values())
     )
-    placeholders = ", ".join(sql_literal(p.strip().lower()) for p in config.placeholders) or "NULL"
+    placeholders = placeholder_list_sql(config)
     not_json = ""
     if JSON_TYPE in columns:
         not_json = (
