@@ -6,8 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
-from ringfinder.export import iso_utc, write_csv
+from ringfinder.export import iso_utc, unguarded, write_csv
 
 
 def test_csv_cells_are_written_as_known(tmp_path: Path) -> None:
@@ -36,6 +37,18 @@ def test_csv_cells_are_written_as_known(tmp_path: Path) -> None:
         "é,5.5,9,true,",
         "",
     ]
+
+
+TRICKY = ["=1+2", "'=1+2", "''=1", "'", "''", "'c", "c'", "@x", "\n=1", "-", "+", "plain"]
+
+
+@pytest.mark.parametrize("value", TRICKY)
+def test_a_csv_cell_reads_back_as_it_was(tmp_path: Path, value: str) -> None:
+    path = tmp_path / "t.csv"
+    write_csv(pd.DataFrame({"text": [value]}), path)
+    cell = pd.read_csv(path, dtype=str, keep_default_na=False)["text"]
+    assert not cell[0].startswith(("=", "+", "-", "@", "\n"))
+    assert unguarded(cell).tolist() == [value]
 
 
 def test_csv_of_random_numbers_reads_back_exactly(tmp_path: Path) -> None:

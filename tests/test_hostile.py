@@ -505,10 +505,13 @@ def _csv_cells(path: Path) -> list[str]:
         return [cell for row in csv.reader(handle) for cell in row]
 
 
-def test_formulas_are_neutralised_in_every_csv_export_but_raw_elsewhere(tmp_path: Path) -> None:
+@pytest.mark.parametrize("newline", ["\n", "\r\n"], ids=["lf", "crlf"])
+def test_formulas_are_neutralised_in_every_csv_export_but_raw_elsewhere(
+    tmp_path: Path, newline: str
+) -> None:
     events = tmp_path / "events.csv"
     with events.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
+        writer = csv.writer(handle, lineterminator=newline)
         writer.writerow(HEADER.strip().split(","))
         for i, who in enumerate(FORMULAS):  # one ring: one phone, one payout account
             writer.writerow(
@@ -533,8 +536,13 @@ def test_formulas_are_neutralised_in_every_csv_export_but_raw_elsewhere(tmp_path
                 ]
             )
         writer.writerow(['=HYPERLINK("http://x","y")', "not a time", "task", "@SUM(A1)", "", ""])
-    with events.open("a", encoding="utf-8") as handle:  # malformed lines: quarantined as they came
-        handle.write("+1,ragged\n-2+3,ragged\n@SUM(A1),ragged\n\t=1,ragged\n")
+    with events.open("a", newline="", encoding="utf-8") as handle:  # malformed: kept as they came
+        handle.write(
+            "".join(
+                line + newline
+                for line in ["+1,ragged", "-2+3,ragged", "@SUM(A1),ragged", "\t=1,ragged"]
+            )
+        )
     config = write_config(tmp_path, "[input]\nmax_bad_fraction = 0.3\n")
     out = tmp_path / "out"
     rows = _run_ok(events, "--config", config, out=out)

@@ -21,7 +21,13 @@ import pandas as pd
 
 from ringfinder.errors import ConfigError
 from ringfinder.normalise import sql_literal
-from ringfinder.schema import FORMULA_START, MEMBERS_COLUMNS, QUARANTINE_COLUMNS, RINGS_COLUMNS
+from ringfinder.schema import (
+    FORMULA_GUARD,
+    FORMULA_START,
+    MEMBERS_COLUMNS,
+    QUARANTINE_COLUMNS,
+    RINGS_COLUMNS,
+)
 
 
 def iso_utc(stamps: pd.Series) -> pd.Series:
@@ -39,15 +45,19 @@ def iso_utc(stamps: pd.Series) -> pd.Series:
     return pd.Series(text, index=stamps.index, dtype=object).where(stamps.notna())
 
 
+GUARDED_START = (*FORMULA_START, FORMULA_GUARD)
+
+
 def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:
     """A copy of ``frame`` fit for CSV: formulas neutralised, times as ISO 8601 UTC, flags as text.
 
-    A text cell that starts like a formula gets a quote before it, so it stays text.
+    A text cell that starts like a formula gets a quote before it, so it stays text; so does
+    one that starts with a quote, so that ``unguarded`` can tell the two apart.
 
     Examples
     --------
-    >>> spreadsheet_safe(pd.DataFrame({"id": ["=1+2", "c1"]}))["id"].tolist()
-    ["'=1+2", 'c1']
+    >>> spreadsheet_safe(pd.DataFrame({"id": ["=1+2", "c1", "'=1"]}))["id"].tolist()
+    ["'=1+2", 'c1', "''=1"]
     """
     out = frame.copy()
     for column in out.columns:
@@ -58,12 +68,22 @@ def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:
             out[column] = series.map({True: "true", False: "false"})
         elif pd.api.types.is_object_dtype(series) or pd.api.types.is_string_dtype(series):
             try:
-                formula = series.str.startswith(FORMULA_START).fillna(False).astype(bool)
+                guarded = series.str.startswith(GUARDED_START).fillna(False).astype(bool)
             except AttributeError:  # .str refuses a column that holds no text at all
                 continue
-            if formula.any():
-                out[column] = series.mask(formula, "'" + series[formula].astype(str))
+            if guarded.any():
+                out[column] = series.mask(guarded, FORMULA_GUARD + series[guarded].astype(str))
     return out
+
+
+def unguarded(values: pd.Series) -> pd.Series:
+    """Text read back from a CSV export as it was before ``spreadsheet_safe``.
+
+    >>> unguarded(pd.Series(["'=1+2", "c1", "''=1", "'c"])).tolist()
+    ['=1+2', 'c1', "'=1", "'c"]
+    """
+    guarded = values.str.startswith(FORMULA_GUARD) & values.str[1:2].isin(GUARDED_START)
+    return values.where(~guarded, values.str[1:])
 
 
 def write_csv(frame: pd.DataFrame, path: Path) -> None:

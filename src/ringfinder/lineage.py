@@ -53,7 +53,8 @@ import numpy as np
 import pandas as pd
 
 from ringfinder.errors import InputError
-from ringfinder.schema import CONTRIBUTOR, FORMULA_START
+from ringfinder.export import unguarded
+from ringfinder.schema import CONTRIBUTOR
 
 RING_ID_PREFIX = "R"
 RING_ID_HEX = 12
@@ -241,7 +242,7 @@ def read_run_members(run_dir: str | Path) -> pd.DataFrame:
             frame, source = pd.read_parquet(parquet), parquet
         elif csv.is_file():
             frame = pd.read_csv(csv, dtype=str, keep_default_na=False)
-            frame = frame.apply(lambda column: column.map(_restore_cell))
+            frame = frame.apply(unguarded)
             if "flagged" in frame:
                 frame["flagged"] = frame["flagged"].str.lower().eq("true")
             for column in ("ring_score", "member_score"):
@@ -258,13 +259,6 @@ def read_run_members(run_dir: str | Path) -> pd.DataFrame:
         raise InputError(f"{folder}: cannot read the members table: {exc}") from None
     _require(frame, (CONTRIBUTOR, RING_ID), str(source))
     return frame
-
-
-def _restore_cell(value: str) -> str:
-    """Undo ``export.spreadsheet_safe``: drop the quote put before a formula-like cell."""
-    if value.startswith("'") and value[1:].startswith(FORMULA_START):
-        return value[1:]
-    return value
 
 
 def _require(frame: pd.DataFrame, columns: tuple[str, ...], what: str) -> None:

@@ -58,8 +58,12 @@ RINGS_COLUMNS = (
     "strong_link_share",
 )
 QUARANTINE_COLUMNS = ("source", "row", "reason", "raw")
-# A CSV text cell starting with one of these is read as a formula by spreadsheets (OWASP).
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+# A CSV text cell starting with one of these is read as a formula by spreadsheets (OWASP),
+# or may be once a spreadsheet trims the line break in front.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")
+# What the CSV export puts before such a cell, and before a cell that starts with it already,
+# so that taking one off always gives the value back.
+FORMULA_GUARD = "'"
 
 
 class Reason(StrEnum):

@@ -19,7 +19,8 @@ from pydantic import TypeAdapter, ValidationError
 from ringfinder.config import Band, ScoreConfig
 from ringfinder.decide import NO_ACTION, assign_actions
 from ringfinder.errors import InputError
-from ringfinder.schema import CONTRIBUTOR, FORMULA_START
+from ringfinder.export import unguarded
+from ringfinder.schema import CONTRIBUTOR
 
 # Member columns read here (listed in schema.MEMBERS_COLUMNS); ACTION is added by decision bands.
 RING_ID = "ring_id"
@@ -79,12 +80,6 @@ def isin_ids(values: pd.Series, among: pd.Series) -> np.ndarray:
 
 def _as_text(values: pd.Series) -> pd.Series:
     return values.astype(object).where(values.notna(), "").astype(str)
-
-
-def _unescape_formula(values: pd.Series) -> pd.Series:
-    """Undo the spreadsheet guard of the CSV export: ``'=x`` back to ``=x``."""
-    guarded = values.str.startswith("'") & values.str[1:2].isin(FORMULA_START)
-    return values.where(~guarded, values.str[1:])
 
 
 # --------------------------------------------------------------------------- the run
@@ -149,7 +144,7 @@ def _read_members(run_dir: Path) -> pd.DataFrame:
         elif csv.is_file():
             path = csv
             members = pd.read_csv(csv, dtype=str, keep_default_na=False)
-            members = members.apply(_unescape_formula)
+            members = members.apply(unguarded)
         else:
             raise InputError(
                 f"{run_dir}: no members.parquet or members.csv (not a `ringfinder detect` output?)"

@@ -157,11 +157,13 @@ def rejected_lines(con: duckdb.DuckDBPyConnection, index: int, path: Path, fmt: 
     if f"rf_rejects_{index}" not in tables:
         return None
     header = 1 if fmt == "csv" else 0
+    # In a CRLF file DuckDB's text of a line starts with the LF of the line before.
+    raw = "CASE WHEN starts_with(csv_line, chr(10)) THEN csv_line[2:] ELSE csv_line END"
     # DuckDB logs one error per missing column: keep one row per rejected line.
     con.execute(
         f"CREATE TEMP TABLE rf_rejected_{index} AS "
         f"SELECT {sql_literal(str(path))} AS source, CAST(line AS BIGINT) - {header} AS row, "
-        f"'malformed line: ' || lower(error_type::VARCHAR) AS reason, csv_line AS raw "
+        f"'malformed line: ' || lower(error_type::VARCHAR) AS reason, {raw} AS raw "
         f"FROM rf_rejects_{index} "
         f"QUALIFY row_number() OVER (PARTITION BY scan_id, file_id, line ORDER BY column_idx) = 1"
     )
