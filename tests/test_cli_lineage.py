@@ -67,3 +67,26 @@ def test_history_and_diff_errors(tmp_path: Path) -> None:
     assert "give the history file, or --config FILE with output.history set" in unset.output
     no_run = runner.invoke(main, ["diff", str(tmp_path), str(tmp_path)])
     assert no_run.exit_code == 1 and "not a detect run folder" in no_run.output
+
+
+def test_an_edited_previous_run_is_refused_by_its_ring_id(tmp_path: Path) -> None:
+    events = next(p for p in sorted(FIXTURES.iterdir()) if p.name.startswith("events."))
+    config = tmp_path / "config.toml"
+    config.write_text((FIXTURES / "config.toml").read_text() + "\n[output]\nhtml = false\n")
+    runner = CliRunner()
+    base = ["detect", str(events), "--config", str(config)]
+    assert runner.invoke(main, [*base, "--out", str(tmp_path / "one")]).exit_code == 0
+    members_file = tmp_path / "one" / "members.parquet"
+    members = pd.read_parquet(members_file)
+    members.loc[3, "ring_id"] = '"><img src=x onerror=alert(1)>'
+    members.to_parquet(members_file, index=False)
+    second = runner.invoke(
+        main, [*base, "--out", str(tmp_path / "two"), "--previous", str(tmp_path / "one")]
+    )
+    assert second.exit_code == 1
+    assert second.output.strip() == (
+        f"ringfinder: error: {tmp_path / 'one'} (--previous): ring id "
+        "'\"><img src=x onerror=alert(1)>' (row 4) is not a ringfinder ring id "
+        "(R and 12 hexadecimal digits); give an unedited run"
+    )
+    assert not (tmp_path / "two").exists()

@@ -16,6 +16,7 @@ from ringfinder.lineage import (
     CONTINUED,
     Lineage,
     assign_ring_ids,
+    check_ring_ids,
     match_rings,
     read_run_members,
     ring_id_for,
@@ -431,3 +432,14 @@ def test_no_id_names_a_different_ring(windowed_runs: list[dict[str, frozenset[st
                 shared = len(before & ring)
                 assert _jaccard(before, ring) >= 0.5 or shared >= 0.8 * min(len(before), len(ring))
         seen |= set(run)
+
+
+@pytest.mark.parametrize("ring_id", ["", "R1", "RABCDEF012345", "r0123456789ab", "R0123456789abc"])
+def test_only_ids_ringfinder_makes_pass_the_check(ring_id: str) -> None:
+    good = ring_id_for(["a", "b"])
+    members = pd.DataFrame({"contributor_id": ["a", "b", "c"], "ring_id": [good, good, ring_id]})
+    with pytest.raises(
+        InputError, match=r"^prev: ring id .* \(row 3\) is not a ringfinder ring id"
+    ):
+        check_ring_ids(members, "prev")
+    assert check_ring_ids(members.iloc[:2], "prev").equals(members.iloc[:2])

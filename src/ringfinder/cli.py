@@ -25,7 +25,7 @@ from ringfinder.errors import ConfigError, RingfinderError
 from ringfinder.evaluate import evaluate_run
 from ringfinder.history import HISTORY_COLUMNS, history_table
 from ringfinder.ingest import read_known_bad
-from ringfinder.lineage import read_run_members
+from ringfinder.lineage import check_ring_ids, read_run_members
 from ringfinder.pipeline import run_detect
 from ringfinder.synth import Scenario
 from ringfinder.synth import generate as generate_scenario
@@ -169,7 +169,9 @@ def detect(
             update={"output": config.output.model_copy(update={"html": False})}
         )
     banned = read_known_bad(known_bad) if known_bad else []
-    previous = read_run_members(previous_dir) if previous_dir else None
+    previous = None
+    if previous_dir:
+        previous = check_ring_ids(read_run_members(previous_dir), f"{previous_dir} (--previous)")
     result = run_detect(
         inputs,
         config=config,

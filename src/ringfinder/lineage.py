@@ -59,6 +59,7 @@ from ringfinder.schema import CONTRIBUTOR
 RING_ID_PREFIX = "R"
 RING_ID_HEX = 12
 RING_ID = "ring_id"
+RING_ID_FORM = f"{RING_ID_PREFIX}[0-9a-f]{{{RING_ID_HEX}}}"
 RING_INDEX = "ring_index"
 
 NEW = "new"
@@ -259,6 +260,28 @@ def read_run_members(run_dir: str | Path) -> pd.DataFrame:
         raise InputError(f"{folder}: cannot read the members table: {exc}") from None
     _require(frame, (CONTRIBUTOR, RING_ID), str(source))
     return frame
+
+
+def check_ring_ids(members: pd.DataFrame, source: str) -> pd.DataFrame:
+    """``members`` as they are, if every ring id is one ``ring_id_for`` makes.
+
+    The ids of a previous run are handed on to rule engines, the pages and their file names;
+    an edited or foreign table would hand on whatever it holds.
+
+    Raises
+    ------
+    InputError
+        Naming the first id that is not ``R`` and 12 hexadecimal digits, and its row.
+    """
+    ids = members[RING_ID].astype(str)
+    bad = ~ids.str.fullmatch(RING_ID_FORM)
+    if bad.any():
+        row = int(bad.to_numpy().argmax())
+        raise InputError(
+            f"{source}: ring id {ids.iloc[row]!r} (row {row + 1}) is not a ringfinder ring id "
+            f"({RING_ID_PREFIX} and {RING_ID_HEX} hexadecimal digits); give an unedited run"
+        )
+    return members
 
 
 def _require(frame: pd.DataFrame, columns: tuple[str, ...], what: str) -> None:

@@ -29,7 +29,7 @@ from ringfinder.history import (
     used_ring_ids,
 )
 from ringfinder.ingest import IngestResult, read_events
-from ringfinder.lineage import match_rings
+from ringfinder.lineage import check_ring_ids, match_rings
 from ringfinder.normalise import sql_literal
 from ringfinder.privacy import privacy_from_env, pseudonym
 from ringfinder.schema import CONTRIBUTOR, MEMBERS_COLUMNS, QUARANTINE_COLUMNS, RINGS_COLUMNS
@@ -159,6 +159,8 @@ def run_detect(
         used_ids = set(used_ids) | used_ring_ids(history)
         if previous is None:
             previous = latest_members(history)
+            if previous is not None:
+                check_ring_ids(previous, f"{history} (output.history)")
     privacy = privacy_from_env(
         config.privacy.pseudonymize, contributors=config.privacy.pseudonymize_contributors
     )
