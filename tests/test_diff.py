@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from click.testing import CliRunner
 
+from ringfinder.cli import main
 from ringfinder.diff import CHANGES, ROW_HEADER, RunDiff, diff_runs
 from ringfinder.errors import InputError
 from ringfinder.export import write_table
@@ -183,3 +185,14 @@ def test_not_a_run_folder(tmp_path: Path) -> None:
     old = write_run(tmp_path / "old", OLD)
     with pytest.raises(InputError, match="not a detect run folder"):
         diff_runs(old, tmp_path / "missing")
+
+
+def test_the_text_table_shows_control_characters_as_escapes(tmp_path: Path) -> None:
+    hostile = ["t\x1b]0;title\x07", "r\u202ex", "red\x1b[31m"]
+    new = {**NEW, "N2": (hostile, 0.9, True)}
+    old_dir, new_dir = write_run(tmp_path / "old", OLD), write_run(tmp_path / "new", new)
+    shown = CliRunner().invoke(main, ["diff", str(old_dir), str(new_dir)])
+    assert shown.exit_code == 0, shown.output
+    assert not [c for c in "\x1b\x07\u202e" if c in shown.output]
+    flagged = [line.split()[2] for line in shown.output.splitlines() if "newly flagged  " in line]
+    assert {"t\\x1b]0;title\\x07", "r\\u202ex", "red\\x1b[31m"} <= set(flagged)

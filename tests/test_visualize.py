@@ -25,7 +25,7 @@ from ringfinder.visualize import (
     ring_page_name,
     score_bands,
     script_json,
-    terminal_text,
+    visible_text,
     write_report,
 )
 
@@ -274,7 +274,9 @@ def test_score_bands_cover_the_scores_once(threshold: float) -> None:
 def test_script_json_round_trips_and_never_closes_the_script(text: str) -> None:
     encoded = str(script_json({"id": text, "list": [text]}))
     assert "<" not in encoded and ">" not in encoded and "&" not in encoded
-    assert json.loads(encoded) == {"id": text, "list": [text]}
+    shown = visible_text(text)
+    assert json.loads(encoded) == {"id": shown, "list": [shown]}
+    assert shown == text or not text.isprintable()
 
 
 def test_hostile_strings_are_text(hostile_run: Path) -> None:
@@ -343,6 +345,20 @@ def test_hostile_strings_are_text(hostile_run: Path) -> None:
     assert {HOSTILE[0], HOSTILE[1], HOSTILE[4]} <= texts  # devices, payout, email as data
     scripts = structure(ring_page).scripts
     assert [attrs.get("type") for attrs, _ in scripts] == ["application/json", None, None, None]
+
+
+def test_control_and_bidi_characters_are_shown_not_obeyed(tmp_path: Path) -> None:
+    names = ["x\x00y", "abc\u202edef", "red\x1b[31m", "two\nlines"]
+    write_report(tmp_path, **make_tables({"R00000000000c": (star_ring(names), names)}))
+    shown = ["x\\x00y", "abc\\u202edef", "red\\x1b[31m", "two\\nlines"]
+    ring_page = tmp_path / "rings" / "R00000000000c.html"
+    for page in pages(tmp_path):
+        html = page.read_text(encoding="utf-8")
+        assert not [c for c in "\x00\u202e\x1b" if c in html], page.name
+    html = ring_page.read_text(encoding="utf-8")
+    assert all(f"<td>{text}</td>" in html for text in shown)  # the members table
+    texts = {value for tip in graph_data(ring_page)["nodeTips"] for _, value in tip}
+    assert set(shown) <= texts
 
 
 def test_json_block_cannot_close_the_script_tag(hostile_run: Path) -> None:
@@ -512,10 +528,10 @@ def test_explain_ring_errors_name_the_ring_and_the_folder(tmp_path: Path) -> Non
         explain_ring(run_dir, "R000000000001")
 
 
-def test_terminal_text_escapes_control_characters() -> None:
-    assert terminal_text("plain <b>") == "plain <b>"
-    assert terminal_text("a\nb\x1b]0;title\x07\u202e") == "a\\nb\\x1b]0;title\\x07\\u202e"
-    assert terminal_text(None) == ""
+def test_visible_text_escapes_control_characters() -> None:
+    assert visible_text("plain <b>") == "plain <b>"
+    assert visible_text("a\nb\x1b]0;title\x07\u202e") == "a\\nb\\x1b]0;title\\x07\\u202e"
+    assert visible_text(None) == ""
 
 
 def test_pipeline_output_renders(tmp_path: Path) -> None:

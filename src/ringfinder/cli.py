@@ -30,7 +30,7 @@ from ringfinder.pipeline import run_detect
 from ringfinder.synth import Scenario
 from ringfinder.synth import generate as generate_scenario
 from ringfinder.synth.scenario import Format
-from ringfinder.visualize import explain_ring
+from ringfinder.visualize import explain_ring, visible_text
 
 F = TypeVar("F", bound=Callable[..., Any])
 stderr = Console(stderr=True)
@@ -42,9 +42,7 @@ MAX_ERROR_CHARS = 2000
 def _one_line(message: str) -> str:
     """The message on one line: control characters escaped (so a hostile column name can
     neither break the line nor drive the terminal), and cut to a readable length."""
-    cut = message[:MAX_ERROR_CHARS]
-    text = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in cut)
-    return text + ("…" if len(message) > MAX_ERROR_CHARS else "")
+    return visible_text(message[:MAX_ERROR_CHARS]) + ("…" if len(message) > MAX_ERROR_CHARS else "")
 
 
 def _fail(message: str, code: int) -> None:
@@ -394,7 +392,8 @@ def explain(run_dir: Path, ring_id: str) -> None:
 
 
 def _echo_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-    """Print rows as a plain left-aligned text table."""
+    """Print rows as a plain left-aligned text table, data shown as ``visible_text``."""
+    rows = [[visible_text(cell) for cell in row] for row in rows]
     widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(header)]
     for row in (header, *rows):
         click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())

@@ -29,6 +29,7 @@ from ringfinder.evaluate.charts import (
 from ringfinder.evaluate.inputs import ACTION, RING_ID
 from ringfinder.evaluate.thresholds import THRESHOLD_GRID
 from ringfinder.schema import CONTRIBUTOR
+from ringfinder.visualize.text import visible_output
 
 if TYPE_CHECKING:
     from ringfinder.evaluate.core import Evaluation
@@ -159,6 +160,7 @@ def _environment() -> jinja2.Environment:
     return jinja2.Environment(
         loader=jinja2.PackageLoader("ringfinder", "templates"),
         autoescape=True,
+        finalize=visible_output,
         keep_trailing_newline=True,
     )
 

@@ -22,7 +22,7 @@ JSON), ``records`` (a run's tables split by ring), ``graph`` (a ring's graph and
 
 from __future__ import annotations
 
-from ringfinder.visualize.explain import explain_ring, terminal_text
+from ringfinder.visualize.explain import explain_ring
 from ringfinder.visualize.graph import (
     HUB_COLOUR,
     LABELLED_IDENTIFIERS,
@@ -62,7 +62,7 @@ from ringfinder.visualize.ring_page import (
     Table,
     render_ring_page,
 )
-from ringfinder.visualize.text import LABEL_CHARS, TIME_FORMAT
+from ringfinder.visualize.text import LABEL_CHARS, TIME_FORMAT, visible_text
 
 __all__ = [
     "CSP",
@@ -100,7 +100,7 @@ __all__ = [
     "score_bands",
     "script_json",
     "shared_identifiers",
-    "terminal_text",
+    "visible_text",
     "vis_network_js",
     "write_report",
 ]

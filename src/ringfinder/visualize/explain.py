@@ -4,33 +4,19 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
 from ringfinder.errors import InputError
 from ringfinder.visualize.records import RingRecords, identifier_flags, ring_records
 from ringfinder.visualize.report import manifest_threshold
-from ringfinder.visualize.text import format_number, format_time, reason_codes, reason_meaning
-
-
-def terminal_text(value: Any) -> str:
-    """``value`` as plain text for a terminal: control characters (ANSI escapes, newlines,
-    bidi overrides) written as escapes.
-
-    Examples
-    --------
-    >>> terminal_text("a\\x1b[31mb\\n")
-    'a\\\\x1b[31mb\\\\n'
-    """
-    if value is None or (not isinstance(value, str) and pd.isna(value)):
-        return ""
-    text = str(value)
-    if text.isprintable():
-        return text
-    return "".join(
-        c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text
-    )
+from ringfinder.visualize.text import (
+    format_number,
+    format_time,
+    reason_codes,
+    reason_meaning,
+    visible_text,
+)
 
 
 def _read_run_table(run_dir: Path, name: str, ring_id: str | None = None) -> pd.DataFrame:
@@ -70,7 +56,7 @@ def explain_ring(run_dir: Path, ring_id: str) -> str:
     rings = _read_run_table(run_dir, "rings")
     match = rings[rings["ring_id"].astype(str) == str(ring_id)] if len(rings) else rings
     if match.empty:
-        raise InputError(f"ring '{terminal_text(ring_id)}' not found in {run_dir}")
+        raise InputError(f"ring '{visible_text(ring_id)}' not found in {run_dir}")
     ring = match.iloc[0].to_dict()
     members = _read_run_table(run_dir, "members", str(ring_id))
     evidence = _read_run_table(run_dir, "evidence", str(ring_id))
@@ -83,7 +69,7 @@ def explain_ring(run_dir: Path, ring_id: str) -> str:
         except (OSError, ValueError):
             threshold = None
 
-    t = terminal_text
+    t = visible_text
     flagged = "FLAGGED" if bool(ring["flagged"]) else "not flagged"
     if threshold is not None:
         flagged += f" (threshold {threshold:g})"

@@ -18,6 +18,7 @@ import jinja2
 from markupsafe import Markup
 
 from ringfinder.errors import RingfinderError
+from ringfinder.visualize.text import visible_output, visible_strings
 
 CSP = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:"
 VIS_NETWORK_JS = ("lib", "vis-9.1.2", "vis-network.min.js")
@@ -29,6 +30,7 @@ def _environment() -> jinja2.Environment:
         loader=jinja2.PackageLoader("ringfinder", "templates"),
         autoescape=jinja2.select_autoescape(["html", "j2"], default_for_string=True, default=True),
         undefined=jinja2.StrictUndefined,
+        finalize=visible_output,
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
@@ -45,13 +47,16 @@ def script_json(data: Any) -> Markup:
 
     ``<``, ``>`` and ``&`` are written as ``\\u003c``-style escapes, which ``JSON.parse`` reads
     back unchanged, so no string can put ``</script>`` or ``<!--`` in front of the HTML parser.
+    Strings are ``visible_text``, as in the page's HTML.
 
     Examples
     --------
     >>> str(script_json({"id": "</script><b>"}))
     '{"id":"\\\\u003c/script\\\\u003e\\\\u003cb\\\\u003e"}'
     """
-    text = json.dumps(data, ensure_ascii=True, separators=(",", ":"), allow_nan=False)
+    text = json.dumps(
+        visible_strings(data), ensure_ascii=True, separators=(",", ":"), allow_nan=False
+    )
     text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
     return Markup(text)  # noqa: S704 - escaped above for the script-data context
 

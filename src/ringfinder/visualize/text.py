@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 import pandas as pd
+from markupsafe import Markup
 
 from ringfinder.schema import REASON_MEANINGS, Reason
 
@@ -56,3 +57,44 @@ def reason_meaning(code: str) -> str:
         return REASON_MEANINGS[Reason(code)]
     except ValueError:
         return "unknown reason code"
+
+
+def visible_text(value: Any) -> str:
+    """``value`` as text to show, in a terminal or on a page: control and format characters
+    (ANSI escapes, NUL, line breaks, bidi overrides) written as escapes, so that they can
+    neither act nor hide; ``""`` when missing.
+
+    Examples
+    --------
+    >>> visible_text("a\\x1b[31mb\\n"), visible_text("x\\x00y\\u202e")
+    ('a\\\\x1b[31mb\\\\n', 'x\\\\x00y\\\\u202e')
+    """
+    if is_missing(value):
+        return ""
+    text = str(value)
+    if text.isprintable():
+        return text
+    return "".join(
+        c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text
+    )
+
+
+def visible_strings(data: Any) -> Any:
+    """``data`` (dicts, lists and scalars, as for JSON) with every string a ``visible_text``."""
+    if isinstance(data, str):
+        return visible_text(data)
+    if isinstance(data, dict):
+        return {visible_strings(k): visible_strings(v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [visible_strings(v) for v in data]
+    return data
+
+
+def visible_output(value: Any) -> Any:
+    """Jinja's ``finalize``: text that goes through a template is shown as ``visible_text``.
+
+    Markup (the page's own script and JSON, escaped for their context already) is left alone.
+    """
+    if isinstance(value, str) and not isinstance(value, Markup):
+        return visible_text(value)
+    return value
