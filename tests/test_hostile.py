@@ -332,6 +332,46 @@ def test_an_out_folder_that_is_not_an_output_is_not_replaced(tmp_path: Path) -> 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["events.csv"]
 
 
+@pytest.mark.parametrize("inside", ["input", "config", "known-bad", "history"])
+def test_nothing_a_run_reads_or_keeps_may_lie_in_the_out_folder(
+    tmp_path: Path, inside: str
+) -> None:
+    out = tmp_path / "out"
+    events = tmp_path / "events.csv"
+    events.write_text(HEADER + good_lines(), encoding="utf-8")
+    assert invoke("detect", events, "--out", out).exit_code == 0  # an earlier output
+    kept = out / {"input": "events.csv", "config": "c.toml", "known-bad": "bad.txt"}.get(
+        inside, "runs.duckdb"
+    )
+    if inside == "input":
+        shutil.copy(events, kept)
+        events = kept
+    else:
+        kept.write_text("c1\n" if inside == "known-bad" else "", encoding="utf-8")
+    history = f'[output]\nhistory = "{kept}"\n' if inside == "history" else ""
+    config = kept if inside == "config" else write_config(tmp_path, history)
+    args = ["--known-bad", kept] if inside == "known-bad" else []
+    result = invoke("detect", events, "--config", config, *args, "--out", out)
+    assert result.exit_code == 2
+    assert error_line(result) == (
+        f"ringfinder: error: {kept}: lies inside --out {out}, which the run replaces whole; "
+        "move it out or write the outputs to another folder"
+    )
+    assert kept.exists() and "ingest done" not in result.stderr
+
+
+def test_a_refused_out_folder_is_refused_before_any_work_or_history(tmp_path: Path) -> None:
+    events = tmp_path / "data" / "events.csv"
+    events.parent.mkdir()
+    events.write_text(HEADER + good_lines(), encoding="utf-8")
+    history = tmp_path / "runs.duckdb"
+    config = write_config(tmp_path, f'[output]\nhistory = "{history}"\n')
+    result = invoke("detect", events, "--config", config, "--out", tmp_path / "data")
+    assert result.exit_code == 2
+    assert "is not a ringfinder output" in error_line(result)
+    assert "ingest done" not in result.stderr and not history.exists()
+
+
 # --- partial damage: quarantined, not fatal; the accounting adds up -------------------------
 
 

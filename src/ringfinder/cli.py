@@ -23,6 +23,7 @@ from ringfinder.config import Config, load_config
 from ringfinder.diff import ROW_HEADER, diff_runs
 from ringfinder.errors import ConfigError, RingfinderError
 from ringfinder.evaluate import evaluate_run
+from ringfinder.export import check_out_folder
 from ringfinder.history import HISTORY_COLUMNS, history_table
 from ringfinder.ingest import read_known_bad
 from ringfinder.lineage import check_ring_ids, read_run_members
@@ -166,6 +167,7 @@ def detect(
         config = config.model_copy(
             update={"output": config.output.model_copy(update={"html": False})}
         )
+    check_out_folder(out_dir, [p for p in (config_path, known_bad) if p is not None])
     banned = read_known_bad(known_bad) if known_bad else []
     previous = None
     if previous_dir:

@@ -10,7 +10,7 @@ import glob
 import json
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -152,17 +152,33 @@ def _clean_stale(target: Path) -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
+def check_out_folder(target: Path, keep: Sequence[Path] = ()) -> None:
+    """Refuse an output folder that replacing whole would lose something in.
+
+    ``target`` must be new, empty or an earlier output (with ``manifest.json``), and hold none
+    of the files in ``keep`` (the run's inputs, config, history): replacing it deletes them.
+    """
+    target = target.resolve()
+    if target.is_dir() and any(target.iterdir()) and not (target / "manifest.json").is_file():
+        raise ConfigError(
+            f"{target}: folder exists and is not a ringfinder output (no manifest.json); "
+            f"--out must name a new or empty folder, or an earlier output to replace"
+        )
+    for path in keep:
+        if path.resolve().is_relative_to(target):
+            raise ConfigError(
+                f"{path}: lies inside --out {target}, which the run replaces whole; "
+                f"move it out or write the outputs to another folder"
+            )
+
+
 @contextmanager
 def atomic_folder(target: Path) -> Iterator[Path]:
     """Yield a fresh folder beside ``target``; on success it replaces ``target`` whole."""
     target = target.resolve()
     target.parent.mkdir(parents=True, exist_ok=True)
     _clean_stale(target)
-    if target.is_dir() and any(target.iterdir()) and not (target / "manifest.json").is_file():
-        raise ConfigError(
-            f"{target}: folder exists and is not a ringfinder output (no manifest.json); "
-            f"--out must name a new or empty folder, or an earlier output to replace"
-        )
+    check_out_folder(target)
     staging = target.parent / f".{target.name}.tmp-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()

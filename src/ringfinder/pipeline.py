@@ -18,7 +18,7 @@ from ringfinder.config import Config, load_config
 from ringfinder.decide import assign_actions
 from ringfinder.detect import detect_rings
 from ringfinder.errors import InputError
-from ringfinder.export import atomic_folder, write_outputs
+from ringfinder.export import atomic_folder, check_out_folder, write_outputs
 from ringfinder.frames import fetch_frame
 from ringfinder.graph import build_graph
 from ringfinder.history import (
@@ -28,7 +28,7 @@ from ringfinder.history import (
     run_id_for,
     used_ring_ids,
 )
-from ringfinder.ingest import IngestResult, read_events
+from ringfinder.ingest import IngestResult, read_events, resolve_inputs
 from ringfinder.lineage import check_ring_ids, match_rings
 from ringfinder.normalise import sql_literal
 from ringfinder.privacy import privacy_from_env, pseudonym
@@ -155,6 +155,9 @@ def run_detect(
     """
     timings: dict[str, float] = {}
     history = Path(config.output.history) if config.output.history else None
+    if out_dir is not None:  # before the work, not after it
+        files = [p for p, _ in resolve_inputs(inputs, forced_format=config.input.format)]
+        check_out_folder(Path(out_dir), [*files, *([history] if history else [])])
     if history is not None:
         used_ids = set(used_ids) | used_ring_ids(history)
         if previous is None:
