@@ -23,6 +23,7 @@ import ringfinder.ingest
 from ringfinder.config import InputConfig, KindConfig
 from ringfinder.errors import InputError
 from ringfinder.ingest import IngestResult, normalised_events_sql, read_events
+from ringfinder.ingest.dialect import Dialect, read_dialect
 from ringfinder.ingest.stage import FAST_TIME_FORMATS
 from ringfinder.privacy import NO_PRIVACY, Privacy
 
@@ -404,6 +405,60 @@ def test_quarantine_rows_are_data_rows_of_their_file_across_rejected_lines(
         (9, "missing timestamp"),
     ]
     assert_accounting(result)
+
+
+def test_one_unterminated_quote_costs_only_its_own_line(tmp_path: Path) -> None:
+    header = ",".join((*EVENT_COLUMNS, "user_agent"))
+    lines = [f'c{i},{T0},task,d{i},1.2.3.{i},P{i},"Mozilla (X11, Linux)"' for i in range(20)]
+    lines.insert(10, f'c99,{T0},task,"d99,1.2.3.99,P99,curl')  # the quote never closes
+    path = tmp_path / "events.csv"
+    path.write_text("\n".join([header, *lines]) + "\n")
+    result, con = ingest([path])
+    ((row, reason, raw),) = quarantine_of(con)
+    # A quote reaches to the next one: the line after it is part of the broken row.
+    assert (row, reason) == (11, "malformed line: unquoted value")
+    assert raw == "\n".join(lines[10:12])
+    devices = {e[0]: e[4] for e in events_of(con)}
+    assert sorted(devices) == sorted(f"c{i}" for i in range(20) if i != 10)
+    assert all(devices[who] == f"d{who[1:]}" for who in devices)
+    assert_accounting(result)
+
+
+@pytest.mark.parametrize("delimiter", [",", "\t", ";", "|"])
+def test_the_dialect_comes_from_the_header_line(tmp_path: Path, delimiter: str) -> None:
+    path = tmp_path / "events.csv"
+    path.write_bytes(
+        f'\ufeff contributor_id {delimiter}"event;time"{delimiter}{delimiter}dup{delimiter}DUP\r\n'
+        "a,b\r\n".encode()
+    )
+    dialect = read_dialect(path, ["contributor_id"])
+    assert dialect == Dialect(
+        delimiter, ("contributor_id", "event;time", "column2", "dup", "DUP_1")
+    )
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "\n\nc,t\n", 'c,"t\nx",d\n1,2,3\n', "x" * (70 * 1024)],
+    ids=["empty", "blank", "quoted", "long"],
+)
+def test_headers_it_cannot_read_are_left_to_the_sniffer(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "events.csv"
+    path.write_text(text)
+    assert read_dialect(path, []) is None
+
+
+def test_a_mapped_column_twice_in_the_header_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "events.csv"
+    header = ",".join((*EVENT_COLUMNS, "Event_Time", "note", "note"))
+    path.write_text(f"{header}\nc1,{T0},task,d1,1.2.3.4,P1,{T0},x,y\n")
+    with pytest.raises(InputError, match="column 'event_time' is in the header 2 times"):
+        ingest([path])
+    path.write_text(
+        f"{','.join((*EVENT_COLUMNS, 'note', 'note'))}\nc1,{T0},task,d1,1.2.3.4,P1,x,y\n"
+    )
+    result, _ = ingest([path])  # an unmapped one is only carried along
+    assert result.rows_accepted == 1
 
 
 def test_bad_json_lines_are_quarantined(tmp_path: Path) -> None:

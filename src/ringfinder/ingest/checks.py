@@ -23,7 +23,7 @@ HEAD_BYTES = 1 << 16
 NESTED_TYPES = ("STRUCT", "MAP", "UNION")
 
 
-def _file_head(path: Path) -> bytes | None:
+def file_head(path: Path) -> bytes | None:
     """The first bytes of a file, decompressed if gzipped; ``None`` when they cannot be read."""
     try:
         if path.suffix.lower() == ".gz":
@@ -44,7 +44,7 @@ def check_text(path: Path, fmt: str) -> None:
     not UTF-8 would be rejected, making the first data line the header. Bad bytes further
     down are left to the reader, which quarantines those lines.
     """
-    head = _file_head(path)
+    head = file_head(path)
     if head is None:
         return
     for bom, encoding in FOREIGN_BOMS:

@@ -18,6 +18,7 @@ from ringfinder.ingest.checks import (
     column_types,
     mapped_columns,
 )
+from ringfinder.ingest.dialect import Dialect, read_dialect
 from ringfinder.normalise import placeholder_list_sql, sql_identifier, sql_literal, sql_trim
 
 JSON_LINE = "rf_line"
@@ -60,7 +61,9 @@ def _typed_time_sql(types: dict[str, str], config: InputConfig) -> str:
     return ""
 
 
-def _scan_sql(path: Path, fmt: str, rejects: str, typed_time: str = "") -> str:
+def _scan_sql(
+    path: Path, fmt: str, rejects: str, typed_time: str = "", dialect: Dialect | None = None
+) -> str:
     p = sql_literal(str(path))
     if fmt == "parquet":
         return (
@@ -78,9 +81,17 @@ def _scan_sql(path: Path, fmt: str, rejects: str, typed_time: str = "") -> str:
             f"rejects_table = '{rejects}', rejects_scan = '{rejects}_scan')) "
             f"WHERE {JSON_LINE} IS NOT NULL AND trim({JSON_LINE}) <> ''"
         )
+    if dialect is None:  # DuckDB's sniffer finds the dialect
+        options = "all_varchar = true, sample_size = 20480"
+    else:
+        columns = ", ".join(f"{sql_literal(c)}: 'VARCHAR'" for c in dialect.columns)
+        options = (
+            f"auto_detect = false, columns = {{{columns}}}, "
+            f"delim = {sql_literal(dialect.delimiter)}, quote = '\"', escape = '\"'"
+        )
     return (
         f"SELECT {p} AS rf_source, row_number() OVER () AS rf_row, * "
-        f"FROM read_csv({p}, all_varchar = true, header = true, sample_size = 20480, "
+        f"FROM read_csv({p}, header = true, {options}, "
         f"max_line_size = 67108864, store_rejects = true, "
         f"rejects_table = '{rejects}', rejects_scan = '{rejects}_scan')"
     )
@@ -117,12 +128,14 @@ def stage_file(
     if fmt in ("csv", "jsonl"):
         check_text(path, fmt)
     try:
-        typed_time = ""
+        typed_time, dialect = "", None
+        if fmt == "csv":
+            dialect = read_dialect(path, mapped_columns(config).values())
         if fmt == "parquet":
             types = column_types(con, f"read_parquet({sql_literal(str(path))})")
             check_parquet_types(types, path, config)
             typed_time = _typed_time_sql(types, config)
-        scan = _scan_sql(path, fmt, rejects, typed_time)
+        scan = _scan_sql(path, fmt, rejects, typed_time, dialect)
         # CSV and JSON rows are numbered by row_number() OVER (), which counts them as they stand
         # in the file only in insertion order; Parquet rows by the reader (file_row_number).
         with nullcontext() if fmt == "parquet" else insertion_order_kept(con):

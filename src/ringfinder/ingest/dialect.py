@@ -1,0 +1,73 @@
+"""How a CSV file is split: the delimiter and column names read from its header line.
+
+DuckDB's sniffer infers the quoting from a sample, and one unterminated quote in it makes the
+sniffer read the whole file without quoting: every good row with a quoted comma is rejected and
+the broken one kept, its quote part of a device id. Read as RFC 4180 says (``"`` quotes, and
+doubles itself), only the broken line is rejected.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections import Counter
+from collections.abc import Collection
+from dataclasses import dataclass
+from pathlib import Path
+
+from ringfinder.errors import InputError
+from ringfinder.ingest.checks import HEAD_BYTES, file_head
+
+DELIMITERS = (",", "\t", ";", "|")
+QUOTE = '"'
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """The delimiter of a CSV file and the names of its columns, in order."""
+
+    delimiter: str
+    columns: tuple[str, ...]
+
+
+def read_dialect(path: Path, mapped: Collection[str]) -> Dialect | None:
+    """The dialect of ``path`` from its header line; ``None`` to leave it to DuckDB's sniffer.
+
+    The delimiter is the candidate the header holds most of (``,`` when it holds none). Names
+    are trimmed, an empty one is ``column<i>`` and a repeated one gets ``_1``, ``_2``, … as
+    DuckDB names them. The sniffer is left the files whose header cannot be read here: blank,
+    longer than the bytes looked at, or compressed other than with gzip.
+
+    Raises
+    ------
+    InputError
+        If a column that ``mapped`` names (any case) is in the header more than once.
+    """
+    head = file_head(path)
+    if not head:
+        return None
+    text = head.decode("utf-8", errors="replace").removeprefix("\ufeff")
+    line = re.match(r"[^\r\n]*", text).group()  # type: ignore[union-attr]
+    complete = len(line) < len(text) or len(head) < HEAD_BYTES
+    if not line.strip() or not complete or line.count(QUOTE) % 2:
+        return None
+    counts = Counter(c for c in line if c in DELIMITERS)
+    delimiter = max(DELIMITERS, key=lambda d: counts[d])  # the first of a tie: "," before others
+    names = next(csv.reader([line], delimiter=delimiter, quotechar=QUOTE, doublequote=True))
+    seen: Counter[str] = Counter()
+    columns: list[str] = []
+    for index, raw in enumerate(names):
+        name = candidate = raw.strip() or f"column{index}"
+        seen[name.lower()] += 1
+        suffix = 0
+        while candidate.lower() in {c.lower() for c in columns}:
+            suffix += 1
+            candidate = f"{name}_{suffix}"
+        columns.append(candidate)
+    for column in mapped:
+        if seen[column.lower()] > 1:
+            raise InputError(
+                f"{path}: column {column!r} is in the header {seen[column.lower()]} times; "
+                f"which one to read is ambiguous: rename or drop the others"
+            )
+    return Dialect(delimiter, tuple(columns))
