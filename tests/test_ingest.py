@@ -461,6 +461,30 @@ def test_a_mapped_column_twice_in_the_header_is_an_error(tmp_path: Path) -> None
     assert result.rows_accepted == 1
 
 
+@pytest.mark.parametrize("fmt", ["csv", "parquet", "sql", "jsonl"])
+def test_an_input_column_named_like_the_staging_own_is_refused(tmp_path: Path, fmt: str) -> None:
+    frame = pd.DataFrame([dict(zip(EVENT_COLUMNS, row, strict=True)) for row in ROWS])
+    config = InputConfig()
+    if fmt == "jsonl":  # a JSON object's keys are only read when mapped
+        frame = frame.rename(columns={"contributor_id": "RF_who"})
+        config = InputConfig(contributor="RF_who")
+    else:
+        frame["RF_who"] = "zz"
+    path = tmp_path / f"events.{'csv' if fmt == 'sql' else fmt}"
+    if fmt == "parquet":
+        frame.to_parquet(path)
+    elif fmt == "jsonl":
+        frame.to_json(path, orient="records", lines=True)
+    else:
+        frame.to_csv(path, index=False)
+    source = "sql" if fmt == "sql" else str(path)
+    with pytest.raises(InputError, match=rf"^{re.escape(source)}: column 'RF_who': names starting"):
+        if fmt == "sql":
+            ingest([], config, sql=f"SELECT * FROM read_csv('{path}')")
+        else:
+            ingest([path], config)
+
+
 def test_bad_json_lines_are_quarantined(tmp_path: Path) -> None:
     good = {
         "contributor_id": "c1",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -40,6 +40,7 @@ TYPED_TIME = "rf_typed_time"
 # Columns the scans add: where a row came from, its time if the input holds it typed, and
 # the JSON type of a JSON line.
 META = ("rf_source", "rf_row", TYPED_TIME, JSON_TYPE)
+RESERVED_PREFIX = "rf_"
 
 
 def _duck_error(exc: Exception) -> str:
@@ -140,11 +141,13 @@ def stage_file(
         # in the file only in insertion order; Parquet rows by the reader (file_row_number).
         with nullcontext() if fmt == "parquet" else insertion_order_kept(con):
             if fmt == "jsonl":
+                _check_reserved(str(path), mapped_columns(config).values())
                 con.execute(f"CREATE TEMP TABLE {table}_lines AS {scan}")
                 _check_json_keys(con, f"{table}_lines", path, config)
                 scan = _json_scan(f"{table}_lines", config)
             present = _columns(con, scan)
             if fmt != "jsonl":
+                _check_reserved(str(path), _input_columns(present, typed_time))
                 if [c for c in present if c not in META] == ["column0"]:
                     raise InputError(
                         f"{path}: file is empty; expected a header line naming the columns"
@@ -192,6 +195,7 @@ def stage_query(con: duckdb.DuckDBPyConnection, query: str, label: str, config: 
             f"COLUMNS(*)::VARCHAR{typed_time} FROM ({query})"
         )
         present = _columns(con, scan)
+        _check_reserved(label, _input_columns(present, typed_time))
         _check_columns(label, present, config)
         with insertion_order_kept(con):
             con.execute(f"CREATE TEMP TABLE rf_part_sql AS {_checked_sql(present, config, scan)}")
@@ -311,6 +315,23 @@ def _checked_sql(columns: Sequence[str], config: InputConfig, source: str) -> st
                 {text} AS rf_ts
             FROM ({source}))))
     """
+
+
+def _input_columns(present: Sequence[str], typed_time: str) -> Sequence[str]:
+    """The input's own columns of a CSV, Parquet or query scan: after its source and row number,
+    before the typed time."""
+    return present[2:-1] if typed_time else present[2:]
+
+
+def _check_reserved(source: str, columns: Iterable[str]) -> None:
+    """Column names starting ``rf_`` are the staging's own: an input column of that name would
+    be read in place of one of them."""
+    for column in columns:
+        if column.lower().startswith(RESERVED_PREFIX):
+            raise InputError(
+                f"{source}: column {column!r}: names starting with {RESERVED_PREFIX} are "
+                f"ringfinder's own; rename the column (with --sql: SELECT ... AS another_name)"
+            )
 
 
 def _check_columns(source: str, present: Sequence[str], config: InputConfig) -> None:
