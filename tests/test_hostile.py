@@ -360,6 +360,13 @@ def test_nothing_a_run_reads_or_keeps_may_lie_in_the_out_folder(
     assert kept.exists() and "ingest done" not in result.stderr
 
 
+@pytest.mark.parametrize("query", ["", " ; "])
+def test_an_empty_sql_query_is_a_usage_error(tmp_path: Path, query: str) -> None:
+    result = invoke("detect", "--sql", query, "--out", tmp_path / "out")
+    assert result.exit_code == 2
+    assert error_line(result) == "ringfinder: error: --sql: the query is empty"
+
+
 def test_a_refused_out_folder_is_refused_before_any_work_or_history(tmp_path: Path) -> None:
     events = tmp_path / "data" / "events.csv"
     events.parent.mkdir()

@@ -734,3 +734,25 @@ def test_a_corrupt_parquet_file(tmp_path: Path) -> None:
 
 def test_a_failing_query() -> None:
     assert error_of([], sql="SELECT * FROM no_such_table").startswith("sql: query failed: ")
+
+
+@pytest.mark.parametrize(
+    "ending", [";", " ;\n ; ", "  -- yesterday's events", "\n-- a last comment;\n"]
+)
+def test_a_query_is_taken_as_written(
+    tmp_path: Path, write_events: EventWriter, ending: str
+) -> None:
+    write_all_formats(tmp_path, write_events)
+    query = f"SELECT * FROM read_parquet('{tmp_path / 'events.parquet'}'){ending}"
+    _, con = ingest([], sql=query)
+    assert events_of(con) == EXPECTED_EVENTS
+
+
+def test_an_empty_query_or_a_nested_mapped_column_is_refused() -> None:
+    assert error_of([], sql=" ;\n") == "sql: the query is empty"
+    nested = "SELECT 'c1' AS contributor_id, now() AS event_time, ['d1'] AS device_id"
+    config = InputConfig(event_type="", kinds={"device": KindConfig(column="device_id")})
+    assert error_of([], config, sql=nested) == (
+        "sql: column 'device_id' (input.kinds.device.column) has the nested type VARCHAR[]; "
+        "expected text, a number or a timestamp"
+    )

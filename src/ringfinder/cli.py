@@ -162,6 +162,8 @@ def detect(
         raise ConfigError("give input files, a folder or a glob, or --sql QUERY")
     if inputs and sql is not None:
         raise ConfigError("give either input files or --sql, not both")
+    if sql is not None and not sql.strip(" \t\r\n;"):
+        raise ConfigError("--sql: the query is empty")
     config = _config(config_path, seed)
     if no_html:
         config = config.model_copy(

@@ -78,9 +78,9 @@ def column_types(con: duckdb.DuckDBPyConnection, relation: str) -> dict[str, str
     }
 
 
-def check_parquet_types(types: dict[str, str], path: Path, config: InputConfig) -> None:
-    """A mapped Parquet column (``types`` from ``column_types``) must hold one value per row,
-    not a struct, list or map."""
+def check_parquet_types(types: dict[str, str], path: Path | str, config: InputConfig) -> None:
+    """A mapped column of a Parquet file or query (``types`` from ``column_types``) must hold
+    one value per row, not a struct, list or map."""
     for key, column in mapped_columns(config).items():
         kind = types.get(column.lower(), "")
         if kind.startswith(NESTED_TYPES) or kind.endswith("]"):

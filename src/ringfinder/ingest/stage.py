@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from contextlib import nullcontext
@@ -187,9 +188,19 @@ def rejected_lines(con: duckdb.DuckDBPyConnection, index: int, path: Path, fmt: 
 
 
 def stage_query(con: duckdb.DuckDBPyConnection, query: str, label: str, config: InputConfig) -> str:
-    """Run the input query once into a narrow staging table of checked rows."""
+    """Run the input query once into a narrow staging table of checked rows.
+
+    The query is taken as a user writes it: a trailing ``;`` is dropped, and it ends on a line
+    of its own, so that a closing ``-- comment`` does not swallow the parenthesis around it.
+    """
+    query = re.sub(r"[\s;]+$", "", query)
+    if not query.strip():
+        raise InputError(f"{label}: the query is empty")
+    query = f"{query}\n"
     try:
-        typed_time = _typed_time_sql(column_types(con, f"({query})"), config)
+        types = column_types(con, f"({query})")
+        check_parquet_types(types, label, config)
+        typed_time = _typed_time_sql(types, config)
         scan = (
             f"SELECT {sql_literal(label)} AS rf_source, row_number() OVER () AS rf_row, "
             f"COLUMNS(*)::VARCHAR{typed_time} FROM ({query})"
