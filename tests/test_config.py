@@ -133,6 +133,22 @@ def test_no_kinds_is_an_error() -> None:
         build_config({"input": {"kinds": {}}})
 
 
+@pytest.mark.parametrize(
+    ("kinds", "expected"),
+    [
+        (
+            {"email": {"column": "e"}, "EMAIL": {"column": "E"}},
+            "'email' and 'EMAIL' differ only in case",
+        ),
+        ({" ": {"column": "e"}}, "a kind needs a name"),
+    ],
+)
+def test_kind_names_must_be_distinct_column_names(kinds: dict, expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        build_config({"input": {"kinds": kinds}})
+    assert str(info.value) == f"config: input.kinds: {expected}"
+
+
 def test_config_is_frozen() -> None:
     config = Config()
     with pytest.raises(ValueError, match="frozen"):

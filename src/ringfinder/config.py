@@ -97,6 +97,19 @@ class InputConfig(Strict):
             raise ValueError("at least one identifier kind is needed")
         return self
 
+    @field_validator("kinds")
+    @classmethod
+    def _kind_names(cls, kinds: dict[str, KindConfig]) -> dict[str, KindConfig]:
+        """Names are columns' names too (``raw_<kind>``): non-blank, and unique in any case."""
+        seen: dict[str, str] = {}
+        for name in kinds:
+            if not name.strip():
+                raise ValueError("a kind needs a name")
+            if name.lower() in seen:
+                raise ValueError(f"{seen[name.lower()]!r} and {name!r} differ only in case")
+            seen[name.lower()] = name
+        return kinds
+
 
 class GraphConfig(Strict):
     """Hub suppression and projection weights."""
@@ -212,9 +225,10 @@ def _describe(error: dict[str, Any]) -> str:
     if error["type"] == "missing":
         return f"{key}: required key is missing"
     value = error.get("input")
+    message = message.removeprefix("Value error, ")
     if isinstance(value, dict):
         return f"{key}: {message}"
-    return f"{key} = {value!r}: {message.removeprefix('Value error, ')}"
+    return f"{key} = {value!r}: {message}"
 
 
 def build_config(data: dict[str, Any], *, source: str = "config") -> Config:
