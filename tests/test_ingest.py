@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 import ringfinder.ingest
 from ringfinder.config import InputConfig, KindConfig
 from ringfinder.errors import InputError
-from ringfinder.ingest import IngestResult, normalised_events_sql, read_events
+from ringfinder.ingest import IngestResult, normalised_events_sql, read_events, read_known_bad
 from ringfinder.ingest.dialect import Dialect, read_dialect
 from ringfinder.ingest.stage import FAST_TIME_FORMATS
 from ringfinder.privacy import NO_PRIVACY, Privacy
@@ -756,3 +756,35 @@ def test_an_empty_query_or_a_nested_mapped_column_is_refused() -> None:
         "sql: column 'device_id' (input.kinds.device.column) has the nested type VARCHAR[]; "
         "expected text, a number or a timestamp"
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "ids"),
+    [
+        ("c2\n c1 \n\nc2\n", ["c1", "c2"]),  # one per line: trimmed, blank lines skipped, unique
+        ('\ufeffnote,Contributor_ID\nx,"c,1"\ny,c2\nz\n', ["c,1", "c2"]),  # a CSV with the column
+        ('"c1\nc2\n"c3"\n', ["c1", "c2", "c3"]),  # an open quote ends with its line
+    ],
+    ids=["lines", "csv", "open-quote"],
+)
+def test_a_known_bad_list(tmp_path: Path, text: str, ids: list[str]) -> None:
+    path = tmp_path / "banned.txt"
+    path.write_text(text, encoding="utf-8")
+    assert read_known_bad(path) == ids
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ("", "known-bad file is empty"),
+        ("contributor_id\n\n", "known-bad file lists no contributor id"),
+        ("c1\n" + "x" * 200_000 + "\n", "line 2: field larger than field limit (131072)"),
+    ],
+    ids=["empty", "no-ids", "huge-line"],
+)
+def test_an_unusable_known_bad_list_is_named(tmp_path: Path, text: str, error: str) -> None:
+    path = tmp_path / "banned.txt"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(InputError) as info:
+        read_known_bad(path)
+    assert str(info.value) == f"{path}: {error}"

@@ -87,6 +87,9 @@ def fingerprint(path: Path) -> dict[str, Any]:
 def read_known_bad(path: str | Path) -> list[str]:
     """Contributor ids from a known-bad list: one id per line, or a CSV with a contributor_id column.
 
+    Each line is one row: a quote left open ends with its line, instead of joining the ids of
+    the lines after it into one.
+
     Examples
     --------
     >>> read_known_bad("banned.txt")  # doctest: +SKIP
@@ -99,7 +102,12 @@ def read_known_bad(path: str | Path) -> list[str]:
         raise InputError(f"{path}: known-bad file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: cannot read known-bad file: {exc}") from None
-    rows = list(csv.reader(lines))
+    rows = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            rows.append(next(csv.reader([line]), []))
+        except csv.Error as exc:
+            raise InputError(f"{path}: line {number}: {exc}") from None
     if not rows:
         raise InputError(f"{path}: known-bad file is empty")
     header = [cell.strip().lower() for cell in rows[0]]
