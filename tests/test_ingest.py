@@ -22,7 +22,13 @@ from hypothesis import strategies as st
 import ringfinder.ingest
 from ringfinder.config import InputConfig, KindConfig
 from ringfinder.errors import InputError
-from ringfinder.ingest import IngestResult, normalised_events_sql, read_events, read_known_bad
+from ringfinder.ingest import (
+    IngestResult,
+    normalised_events_sql,
+    read_events,
+    read_known_bad,
+    resolve_inputs,
+)
 from ringfinder.ingest.dialect import Dialect, read_dialect
 from ringfinder.ingest.stage import FAST_TIME_FORMATS
 from ringfinder.privacy import NO_PRIVACY, Privacy
@@ -788,3 +794,24 @@ def test_an_unusable_known_bad_list_is_named(tmp_path: Path, text: str, error: s
     with pytest.raises(InputError) as info:
         read_known_bad(path)
     assert str(info.value) == f"{path}: {error}"
+
+
+@pytest.mark.parametrize("forced", ["auto", "csv"])
+def test_a_folder_gives_its_data_files_only(tmp_path: Path, forced: str) -> None:
+    folder = tmp_path / "export"
+    (folder / "run").mkdir(parents=True)
+    for name in ("part-0.csv", "_SUCCESS", ".part-0.csv.crc", "notes.toml", "part-1"):
+        (folder / name).write_text("x\n")
+    for name in ("manifest.json", "members.csv"):  # an earlier ringfinder output in it
+        (folder / "run" / name).write_text("x\n")
+    found = [p.name for p, _ in resolve_inputs([folder], forced_format=forced)]
+    assert found == (["part-0.csv"] if forced == "auto" else ["part-0.csv", "part-1"])
+
+
+def test_parquet_forced_to_be_read_as_csv_is_named_for_what_it_is(tmp_path: Path) -> None:
+    path = tmp_path / "events.parquet"
+    pd.DataFrame([dict(zip(EVENT_COLUMNS, row, strict=True)) for row in ROWS]).to_parquet(path)
+    assert error_of([path], InputConfig(format="csv")) == (
+        f"{path}: file is Parquet, not csv: name it .parquet, or set input.format to "
+        "'auto' or 'parquet'"
+    )

@@ -19,6 +19,7 @@ FOREIGN_BOMS = (
     (codecs.BOM_UTF16_BE, "UTF-16"),
 )
 HEAD_BYTES = 1 << 16
+PARQUET_MAGIC = b"PAR1"
 # Parquet column types that are not one value per row: a mapped column of these is unusable.
 NESTED_TYPES = ("STRUCT", "MAP", "UNION")
 
@@ -47,6 +48,11 @@ def check_text(path: Path, fmt: str) -> None:
     head = file_head(path)
     if head is None:
         return
+    if head.startswith(PARQUET_MAGIC):
+        raise InputError(
+            f"{path}: file is Parquet, not {fmt}: name it .parquet, or set input.format to "
+            f"'auto' or 'parquet'"
+        )
     for bom, encoding in FOREIGN_BOMS:
         if head.startswith(bom):
             raise InputError(

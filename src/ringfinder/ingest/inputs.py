@@ -47,11 +47,7 @@ def resolve_inputs(
         text = str(item)
         path = Path(text)
         if path.is_dir():
-            found = sorted(
-                p
-                for p in path.rglob("*")
-                if p.is_file() and not p.name.startswith(".") and _known(p, forced_format)
-            )
+            found = sorted(p for p in path.rglob("*") if _is_data_file(p, forced_format))
             if not found:
                 raise InputError(f"{path}: folder holds no .csv, .parquet or .jsonl files")
             files.extend(found)
@@ -68,9 +64,18 @@ def resolve_inputs(
     return [(p, _format_of(p, forced_format)) for p in unique]
 
 
-def _known(path: Path, forced: str) -> bool:
+def _is_data_file(path: Path, forced: str) -> bool:
+    """Whether a file found in an input folder is read: by its extension (with a forced format,
+    files without one too), not hidden or a marker (``.``, ``_``: ``_SUCCESS``, ``.crc``), and
+    not in an earlier ringfinder output (a folder with ``manifest.json``)."""
+    if not path.is_file() or path.name.startswith((".", "_")):
+        return False
+    if (path.parent / "manifest.json").is_file():
+        return False
+    if forced != "auto" and not path.suffix:
+        return True
     try:
-        _format_of(path, forced)
+        _format_of(path, "auto")
     except InputError:
         return False
     return True
