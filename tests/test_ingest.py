@@ -556,6 +556,20 @@ def test_exact_duplicates_are_counted_and_dropped(
     ]
 
 
+def test_an_event_in_files_with_their_columns_in_another_order_is_one(
+    tmp_path: Path, write_events: EventWriter
+) -> None:
+    rows = [dict(zip(EVENT_COLUMNS, row, strict=True)) for row in ROWS]
+    first = write_events(rows, name="a.csv")
+    second = write_events(rows, name="b.csv", header=EVENT_COLUMNS[::-1])
+    parquet = pd.DataFrame(rows).replace("", None)  # as CSV reads an empty field: NULL
+    parquet[list(EVENT_COLUMNS[1:] + EVENT_COLUMNS[:1])].to_parquet(tmp_path / "c.parquet")
+    result, _ = ingest([first, second, tmp_path / "c.parquet"])
+    assert result.rows_read == 3 * len(ROWS)
+    assert result.rows_duplicate == 2 * len(ROWS)
+    assert_accounting(result)
+
+
 @pytest.mark.parametrize(
     ("ignore_case", "pseudonymised", "expected"),
     [

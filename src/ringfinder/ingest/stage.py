@@ -274,7 +274,8 @@ def _checked_sql(columns: Sequence[str], config: InputConfig, source: str) -> st
 
     A row keeps its contributor id (``rf_who``), time (``rf_time``), event type and target
     cleaned, its identifiers as read (``rf_kind_<i>``), and a 64-bit hash of all its columns
-    (``rf_hash``): the other columns only matter for telling exact duplicates apart. A rejected
+    in the order of their names (``rf_hash``), so that one event in files whose columns stand in
+    another order is one: the other columns only matter for telling exact duplicates apart. A rejected
     row keeps its source and full text for the quarantine; the others leave them NULL, which
     costs nothing.
     """
@@ -318,7 +319,7 @@ def _checked_sql(columns: Sequence[str], config: InputConfig, source: str) -> st
     )
     return f"""
     SELECT CASE WHEN rf_reason IS NOT NULL THEN rf_source END AS rf_source, rf_row,
-        rf_who, rf_time, {event_type} AS rf_event_type, {target} AS rf_target, {identifiers}rf_reason, hash({", ".join(sql_identifier(c) for c in data)}) AS rf_hash,
+        rf_who, rf_time, {event_type} AS rf_event_type, {target} AS rf_target, {identifiers}rf_reason, hash({", ".join(sql_identifier(c) for c in sorted(data, key=str.lower))}) AS rf_hash,
         CASE WHEN rf_reason IS NOT NULL THEN {_raw_json_sql(columns)} END AS rf_raw_text
     FROM (SELECT *, {reason} AS rf_reason FROM (
         SELECT *, {time} AS rf_time FROM (
