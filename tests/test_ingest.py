@@ -829,3 +829,12 @@ def test_parquet_forced_to_be_read_as_csv_is_named_for_what_it_is(tmp_path: Path
         f"{path}: file is Parquet, not csv: name it .parquet, or set input.format to "
         "'auto' or 'parquet'"
     )
+
+
+def test_a_contributor_id_pasted_with_unicode_spaces_is_the_same_contributor(
+    write_events: EventWriter,
+) -> None:
+    rows = [("c1", T0, "task", "d1", "1.2.3.4", "P1"), ("\u00a0c1\u3000", T0, "task", "d2", "", "")]
+    result, con = ingest([write_events(rows)])
+    assert result.contributors == 1
+    assert {e[0] for e in events_of(con)} == {"c1"}

@@ -145,6 +145,11 @@ def test_device_is_trimmed_and_case_folded() -> None:
     assert normalise_values("device", ["  AbC-123 ", "abc-123", "ABC-123"]) == ["abc-123"] * 3
 
 
+def test_unicode_spaces_at_the_edges_are_trimmed_and_inner_text_kept() -> None:
+    raw = ["\u00a0abc\u3000", "\ufeffabc\u2003", "abc", "\u00a0é x\u00a0"]
+    assert normalise_values("text", raw) == ["abc", "abc", "abc", "é x"]
+
+
 def test_payment_drops_spaces_and_punctuation_and_upper_cases() -> None:
     raw = ["gb12 3456-7890.ab", "GB12-3456-7890-AB", " gb12/3456/7890/ab "]
     assert normalise_values("payment", raw) == ["GB1234567890AB"] * 3

@@ -50,8 +50,12 @@ def _canonical_ipv6_pattern() -> str:
 
 
 CANONICAL_IPV6 = _canonical_ipv6_pattern()
-# DuckDB's one-argument trim() strips spaces only; identifiers also come with tabs and newlines.
-EDGE_WHITESPACE = r"^[\s\v]+|[\s\v]+$"
+# DuckDB's one-argument trim() strips spaces only; identifiers also come with tabs, newlines
+# and, pasted from web pages and spreadsheets, Unicode spaces (no-break, em, ideographic, BOM).
+WHITESPACE = (
+    r"[\s\v\x{85}\x{A0}\x{1680}\x{2000}-\x{200B}\x{2028}\x{2029}\x{202F}\x{205F}\x{3000}\x{FEFF}]"
+)
+EDGE_WHITESPACE = rf"^{WHITESPACE}+|{WHITESPACE}+$"
 
 
 def sql_literal(value: str) -> str:
@@ -65,7 +69,7 @@ def sql_identifier(name: str) -> str:
 
 
 def sql_trim(expr: str) -> str:
-    """SQL that strips leading and trailing whitespace (spaces, tabs, newlines) from ``expr``.
+    """SQL that strips leading and trailing whitespace (ASCII and Unicode spaces) from ``expr``.
 
     Most values have none, and two character tests are five times cheaper than trimming
     with a character set, so only the rest go through the regular expression. The last
@@ -78,8 +82,9 @@ def sql_trim(expr: str) -> str:
 
 
 def _no_edge_whitespace(expr: str) -> str:
-    """SQL: ``expr`` neither starts nor ends with whitespace (or a control character)."""
-    return f"ascii({expr}) > 32 AND ascii(({expr})[-1]) > 32"
+    """SQL: ``expr`` starts and ends with a printable ASCII character, so it has no whitespace
+    to trim; the regular expression looks at the rest (a non-ASCII edge may be a Unicode space)."""
+    return f"ascii({expr}) BETWEEN 33 AND 126 AND ascii(({expr})[-1]) BETWEEN 33 AND 126"
 
 
 def canonical_ipv6(value: str | None) -> str | None:
