@@ -838,3 +838,20 @@ def test_a_contributor_id_pasted_with_unicode_spaces_is_the_same_contributor(
     result, con = ingest([write_events(rows)])
     assert result.contributors == 1
     assert {e[0] for e in events_of(con)} == {"c1"}
+
+
+@pytest.mark.parametrize(
+    ("data", "error"),
+    [
+        ('{"contributor_id": "c1"}\n'.encode("utf-16-le"), "file is not UTF-8 text: a NUL"),
+        (
+            b'[\n  {"contributor_id": "c1"},\n  {"contributor_id": "c2"}\n]\n',
+            "file is a JSON array",
+        ),
+    ],
+    ids=["utf-16-without-bom", "pretty-printed-array"],
+)
+def test_json_that_is_not_json_lines_is_named(tmp_path: Path, data: bytes, error: str) -> None:
+    path = tmp_path / "events.json"
+    path.write_bytes(data)
+    assert error_of([path]).startswith(f"{path}: {error}")

@@ -59,7 +59,8 @@ def check_text(path: Path, fmt: str) -> None:
                 f"{path}: file is {encoding} text (it starts with a {encoding} byte-order mark); "
                 f"ringfinder reads UTF-8: re-encode it, e.g. iconv -f {encoding} -t UTF-8"
             )
-    if fmt != "csv":
+    if fmt == "jsonl":
+        _check_json_layout(path, head)
         return
     header, newline, _ = head.partition(b"\n")
     complete = bool(newline) or len(head) < HEAD_BYTES
@@ -72,6 +73,24 @@ def check_text(path: Path, fmt: str) -> None:
         raise InputError(
             f"{path}: the header line is not UTF-8 text (binary data, or another encoding such as "
             f"UTF-16 or Latin-1); re-encode the file as UTF-8, e.g. iconv -f ENCODING -t UTF-8"
+        )
+
+
+def _check_json_layout(path: Path, head: bytes) -> None:
+    """Refuse a JSON file that is not JSON lines: UTF-16 without a byte-order mark (a NUL in
+    every other byte of ASCII text; a stray NUL only spoils its line), or a pretty-printed JSON array (its first line a lone ``[``). A line that is an
+    array is only one bad line: it is quarantined."""
+    start = head[:4096]
+    if start.count(0) > len(start) // 4:
+        raise InputError(
+            f"{path}: file is not UTF-8 text: a NUL in every other byte is UTF-16 without a "
+            f"byte-order mark; re-encode it, e.g. iconv -f UTF-16LE -t UTF-8"
+        )
+    lines = head.removeprefix(codecs.BOM_UTF8).splitlines()
+    if next((line.strip() for line in lines if line.strip()), b"") == b"[":
+        raise InputError(
+            f"{path}: file is a JSON array, not JSON lines (one object per line); convert it, "
+            f"e.g. jq -c '.[]' {path.name} > events.jsonl"
         )
 
 
