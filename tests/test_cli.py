@@ -251,6 +251,10 @@ def test_too_many_bad_rows_exits_1(write_events: EventWriter, tmp_path: Path) ->
     line = error_line(result)
     assert line.startswith(f"ringfinder: error: {path}: 1 of 10 rows (10.0%) were rejected")
     assert "input.max_bad_fraction = 0.05" in line
+    assert line.endswith(
+        f"the first is row 10 of {path} (missing contributor id); raise the limit to get them "
+        "all in quarantine.csv"
+    )
     assert not (tmp_path / "o").exists()
 
 

@@ -182,7 +182,7 @@ def run_detect(
                 relation="rf_input_frame" if frame is not None else None,
                 privacy=privacy,
             )
-            _check_bad_fraction(ingest, config)
+            _check_bad_fraction(con, ingest, config)
         with _timed("graph", timings, report):
             if config.resources.engine == "spark":
                 stats = build_graph_on_spark(
@@ -299,9 +299,11 @@ def run_detect(
     return result
 
 
-def _check_bad_fraction(ingest: IngestResult, config: Config) -> None:
+def _check_bad_fraction(
+    con: duckdb.DuckDBPyConnection, ingest: IngestResult, config: Config
+) -> None:
     """Stop when more rows were rejected than ``input.max_bad_fraction`` allows, naming the
-    inputs with the most rejected rows and the commonest reasons."""
+    inputs with the most rejected rows, the commonest reasons and the first rejected row."""
     limit = config.input.max_bad_fraction
     read, quarantined = ingest.rows_read, ingest.rows_quarantined
     if read and quarantined / read > limit:
@@ -314,9 +316,13 @@ def _check_bad_fraction(ingest: IngestResult, config: Config) -> None:
             else ", ".join(f"{s} ({n} rejected)" for s, n in sources[:3])
         )
         more = f" and {len(sources) - 3} more" if len(sources) > 3 else ""
+        ((source, row, reason),) = con.execute(
+            "SELECT source, row, reason FROM quarantine ORDER BY source, row, reason LIMIT 1"
+        ).fetchall()
         raise InputError(
             f"{named}{more}: {quarantined} of {read} rows ({quarantined / read:.1%}) were "
-            f"rejected, more than input.max_bad_fraction = {limit}; {top}"
+            f"rejected, more than input.max_bad_fraction = {limit}; {top}; the first is row "
+            f"{row} of {source} ({reason}); raise the limit to get them all in quarantine.csv"
         )
 
 
