@@ -503,3 +503,22 @@ def test_summarised_ring_page_says_so(open_page: Callable[[Path], Page], tmp_pat
     assert page.evaluate("window.ringNetwork.body.data.nodes.length") <= 6
     assert "Summary" in page.evaluate("document.getElementById('summary-note').textContent")
     page.assert_inert()
+
+
+def test_a_script_slipped_into_a_page_is_refused_by_its_policy(
+    open_page: Callable[[Path], Page], run: tuple[Path, RunResult], tmp_path: Path
+) -> None:
+    """Were an escaping slip to let a script in, the page's CSP (its own scripts by hash)
+    would refuse it, while the page's own scripts still draw the graph."""
+    folder, result = run
+    page_file = folder / "rings" / ring_page_name(_hostile_ring(result))
+    slipped = tmp_path / "slipped.html"
+    html = page_file.read_text(encoding="utf-8")
+    slipped.write_text(html.replace("</main>", "<script>window.__pwned=9</script></main>", 1))
+    page = open_page(slipped)
+    page.wait_until("document.getElementById('graph').dataset.drawn === 'true'")
+    assert page.evaluate("typeof window.__pwned") == "undefined"
+    logged = [
+        e["params"]["entry"] for e in page.browser.session_events(page.session, "Log.entryAdded")
+    ]
+    assert any("Content Security Policy" in entry.get("text", "") for entry in logged), logged

@@ -10,8 +10,9 @@ is attacker-controlled. It reaches a page in one of two ways only:
   vis-network's own popup (an innerHTML path in pyvis' templates) is never used.
 
 The pages are self-contained: vis-network's script comes from the installed pyvis package and
-is inlined, the CSS is our own, and a Content-Security-Policy allows inline script and style
-only, so a page cannot load anything from anywhere. Graph positions are computed here with
+is inlined, the CSS is our own, and a Content-Security-Policy allows inline style and the page's
+own scripts (by SHA-256) only, so a page cannot load anything from anywhere, and a script that
+an escaping slip let in would not run. Graph positions are computed here with
 igraph (Fruchterman & Reingold 1991) and drawn with physics off, so large rings open at once.
 
 Modules: ``text`` (values as display text), ``page`` (templates, CSP, inlined script and
