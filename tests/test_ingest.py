@@ -430,17 +430,30 @@ def test_one_unterminated_quote_costs_only_its_own_line(tmp_path: Path) -> None:
     assert_accounting(result)
 
 
-@pytest.mark.parametrize("delimiter", [",", "\t", ";", "|"])
+@pytest.mark.parametrize("delimiter", [",", ";", "|"])
 def test_the_dialect_comes_from_the_header_line(tmp_path: Path, delimiter: str) -> None:
     path = tmp_path / "events.csv"
+    d = delimiter
+    quoted = '"a; b, c| d; e, f| g"'  # other candidates, inside quotes: not counted
     path.write_bytes(
-        f'\ufeff contributor_id {delimiter}"event;time"{delimiter}{delimiter}dup{delimiter}DUP\r\n'
-        "a,b\r\n".encode()
+        f'\ufeff contributor_id {d} "event time"{d}{d}dup{d}DUP{d}{quoted}\r\na\r\n'.encode()
     )
     dialect = read_dialect(path, ["contributor_id"])
-    assert dialect == Dialect(
-        delimiter, ("contributor_id", "event;time", "column2", "dup", "DUP_1")
-    )
+    names = ("contributor_id", "event time", "column2", "dup", "DUP_1", quoted.strip('"'))
+    assert dialect == Dialect(delimiter, names)
+
+
+def test_a_tab_separated_file_is_left_to_the_sniffer(tmp_path: Path) -> None:
+    """Tab-separated exports often come unquoted, with a plain " in their text."""
+    path = tmp_path / "events.tsv"
+    rows = [
+        ("c1", T0, "task", "d1", "1.2.3.4", '"quoted" text'),
+        ("c2", T0, "task", "d2", "", '"open'),
+    ]
+    path.write_text("\n".join("\t".join(row) for row in [EVENT_COLUMNS, *rows]) + "\n")
+    assert read_dialect(path, []) is None
+    result, con = ingest([path])
+    assert result.rows_accepted == 2 and [e[0] for e in events_of(con)] == ["c1", "c2"]
 
 
 @pytest.mark.parametrize(
@@ -784,8 +797,9 @@ def test_an_empty_query_or_a_nested_mapped_column_is_refused() -> None:
         ("c2\n c1 \n\nc2\n", ["c1", "c2"]),  # one per line: trimmed, blank lines skipped, unique
         ('\ufeffnote,Contributor_ID\nx,"c,1"\ny,c2\nz\n', ["c,1", "c2"]),  # a CSV with the column
         ('"c1\nc2\n"c3"\n', ["c1", "c2", "c3"]),  # an open quote ends with its line
+        ("\u00a0c1\u200b\r\nc2\x1f\u2028c3\n", ["c1", "c2\x1f\u2028c3"]),  # trimmed as ingest trims
     ],
-    ids=["lines", "csv", "open-quote"],
+    ids=["lines", "csv", "open-quote", "unicode"],
 )
 def test_a_known_bad_list(tmp_path: Path, text: str, ids: list[str]) -> None:
     path = tmp_path / "banned.txt"
@@ -814,12 +828,14 @@ def test_an_unusable_known_bad_list_is_named(tmp_path: Path, text: str, error: s
 def test_a_folder_gives_its_data_files_only(tmp_path: Path, forced: str) -> None:
     folder = tmp_path / "export"
     (folder / "run").mkdir(parents=True)
-    for name in ("part-0.csv", "_SUCCESS", ".part-0.csv.crc", "notes.toml", "part-1"):
+    names = ["part-0.csv", "_SUCCESS", ".part-0.csv.crc", "notes.toml", "part-1", "ev.csv.1"]
+    names += ["_temporary/0/part-0.csv", ".ipynb_checkpoints/a-checkpoint.csv"]
+    names += ["run/manifest.json", "run/members.csv"]  # an earlier ringfinder output in it
+    for name in names:
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
         (folder / name).write_text("x\n")
-    for name in ("manifest.json", "members.csv"):  # an earlier ringfinder output in it
-        (folder / "run" / name).write_text("x\n")
     found = [p.name for p, _ in resolve_inputs([folder], forced_format=forced)]
-    assert found == (["part-0.csv"] if forced == "auto" else ["part-0.csv", "part-1"])
+    assert found == (["part-0.csv"] if forced == "auto" else ["ev.csv.1", "part-0.csv", "part-1"])
 
 
 def test_parquet_forced_to_be_read_as_csv_is_named_for_what_it_is(tmp_path: Path) -> None:

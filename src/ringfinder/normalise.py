@@ -53,9 +53,12 @@ CANONICAL_IPV6 = _canonical_ipv6_pattern()
 # DuckDB's one-argument trim() strips spaces only; identifiers also come with tabs, newlines
 # and, pasted from web pages and spreadsheets, Unicode spaces (no-break, em, ideographic, BOM).
 WHITESPACE = (
-    r"[\s\v\x{85}\x{A0}\x{1680}\x{2000}-\x{200B}\x{2028}\x{2029}\x{202F}\x{205F}\x{3000}\x{FEFF}]"
+    " \t\n\v\f\r\x85\xa0\u1680"
+    + "".join(map(chr, range(0x2000, 0x200C)))
+    + ("\u2028\u2029\u202f\u205f\u3000\ufeff")
 )
-EDGE_WHITESPACE = rf"^{WHITESPACE}+|{WHITESPACE}+$"
+_WHITESPACE_CLASS = "[" + "".join(f"\\x{{{ord(c):X}}}" for c in WHITESPACE) + "]"
+EDGE_WHITESPACE = rf"^{_WHITESPACE_CLASS}+|{_WHITESPACE_CLASS}+$"
 
 
 def sql_literal(value: str) -> str:

@@ -33,10 +33,11 @@ class Dialect:
 def read_dialect(path: Path, mapped: Collection[str]) -> Dialect | None:
     """The dialect of ``path`` from its header line; ``None`` to leave it to DuckDB's sniffer.
 
-    The delimiter is the candidate the header holds most of (``,`` when it holds none). Names
-    are trimmed, an empty one is ``column<i>`` and a repeated one gets ``_1``, ``_2``, … as
-    DuckDB names them. The sniffer is left the files whose header cannot be read here: blank,
-    longer than the bytes looked at, or compressed other than with gzip.
+    The delimiter is the candidate the header holds most of outside quotes (``,`` when it holds
+    none). Names are trimmed, an empty one is ``column<i>`` and a repeated one gets ``_1``,
+    ``_2``, … as DuckDB names them. The sniffer is left the files whose header cannot be read
+    here (blank, longer than the bytes looked at, compressed other than with gzip) and
+    tab-separated ones: those often come unquoted (PostgreSQL, Hive), their ``"`` plain text.
 
     Raises
     ------
@@ -51,9 +52,11 @@ def read_dialect(path: Path, mapped: Collection[str]) -> Dialect | None:
     complete = len(line) < len(text) or len(head) < HEAD_BYTES
     if not line.strip() or not complete or line.count(QUOTE) % 2:
         return None
-    counts = Counter(c for c in line if c in DELIMITERS)
+    counts = Counter(c for c in re.sub(r'"[^"]*"', "", line) if c in DELIMITERS)
     delimiter = max(DELIMITERS, key=lambda d: counts[d])  # the first of a tie: "," before others
-    names = next(csv.reader([line], delimiter=delimiter, quotechar=QUOTE, doublequote=True))
+    if delimiter == "\t":
+        return None
+    names = next(csv.reader([line], delimiter=delimiter, quotechar=QUOTE, skipinitialspace=True))
     seen: Counter[str] = Counter()
     columns: list[str] = []
     for index, raw in enumerate(names):

@@ -5,11 +5,13 @@ from __future__ import annotations
 import csv
 import glob
 import hashlib
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from ringfinder.errors import InputError
+from ringfinder.normalise import WHITESPACE
 from ringfinder.schema import CONTRIBUTOR
 
 FORMATS = {
@@ -22,6 +24,10 @@ FORMATS = {
     ".ndjson": "jsonl",
     ".json": "jsonl",
 }
+
+
+# Files an input folder may hold beside the data: with a forced format, everything else is read.
+NOT_DATA = {".toml", ".yaml", ".yml", ".ini", ".cfg", ".md", ".html", ".htm", ".py", ".sh", ".pdf"}
 
 
 def _format_of(path: Path, forced: str) -> str:
@@ -47,7 +53,7 @@ def resolve_inputs(
         text = str(item)
         path = Path(text)
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if _is_data_file(p, forced_format))
+            found = sorted(p for p in path.rglob("*") if _is_data_file(p, path, forced_format))
             if not found:
                 raise InputError(f"{path}: folder holds no .csv, .parquet or .jsonl files")
             files.extend(found)
@@ -64,16 +70,18 @@ def resolve_inputs(
     return [(p, _format_of(p, forced_format)) for p in unique]
 
 
-def _is_data_file(path: Path, forced: str) -> bool:
-    """Whether a file found in an input folder is read: by its extension (with a forced format,
-    files without one too), not hidden or a marker (``.``, ``_``: ``_SUCCESS``, ``.crc``), and
+def _is_data_file(path: Path, folder: Path, forced: str) -> bool:
+    """Whether a file found in input ``folder`` is read: by its extension (with a forced format,
+    any but a known other kind of file's), not hidden or a marker, nor in a hidden or marker
+    folder (``.``, ``_``: ``_SUCCESS``, ``.crc``, ``_temporary``, ``.ipynb_checkpoints``), and
     not in an earlier ringfinder output (a folder with ``manifest.json``)."""
-    if not path.is_file() or path.name.startswith((".", "_")):
+    parts = path.relative_to(folder).parts
+    if not path.is_file() or any(part.startswith((".", "_")) for part in parts):
         return False
     if (path.parent / "manifest.json").is_file():
         return False
-    if forced != "auto" and not path.suffix:
-        return True
+    if forced != "auto":
+        return path.suffix.lower() not in NOT_DATA
     try:
         _format_of(path, "auto")
     except InputError:
@@ -102,7 +110,8 @@ def read_known_bad(path: str | Path) -> list[str]:
     """
     path = Path(path)
     try:
-        lines = path.read_text(encoding="utf-8-sig").splitlines()
+        text = path.read_text(encoding="utf-8-sig")
+        lines = re.split(r"\r\n|\r|\n", text) if text else []  # not at U+2028 & co.
     except FileNotFoundError:
         raise InputError(f"{path}: known-bad file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -117,7 +126,8 @@ def read_known_bad(path: str | Path) -> list[str]:
         raise InputError(f"{path}: known-bad file is empty")
     header = [cell.strip().lower() for cell in rows[0]]
     column, body = (header.index(CONTRIBUTOR), rows[1:]) if CONTRIBUTOR in header else (0, rows)
-    ids = sorted({row[column].strip() for row in body if len(row) > column and row[column].strip()})
+    cells = (row[column].strip(WHITESPACE) for row in body if len(row) > column)
+    ids = sorted({cell for cell in cells if cell})
     if not ids:
         raise InputError(f"{path}: known-bad file lists no contributor id")
     return ids

@@ -174,8 +174,9 @@ def rejected_lines(con: duckdb.DuckDBPyConnection, index: int, path: Path, fmt: 
     if f"rf_rejects_{index}" not in tables:
         return None
     header = 1 if fmt == "csv" else 0
-    # In a CRLF file DuckDB's text of a line starts with the LF of the line before.
-    raw = "CASE WHEN starts_with(csv_line, chr(10)) THEN csv_line[2:] ELSE csv_line END"
+    # DuckDB's text of a line starts with the line breaks before it: the LF of a CRLF file,
+    # and any blank lines.
+    raw = "ltrim(csv_line, chr(13) || chr(10))"
     # DuckDB logs one error per missing column: keep one row per rejected line.
     con.execute(
         f"CREATE TEMP TABLE rf_rejected_{index} AS "
