@@ -55,7 +55,7 @@ CANONICAL_IPV6 = _canonical_ipv6_pattern()
 WHITESPACE = (
     " \t\n\v\f\r\x85\xa0\u1680"
     + "".join(map(chr, range(0x2000, 0x200C)))
-    + ("\u2028\u2029\u202f\u205f\u3000\ufeff")
+    + "\u2028\u2029\u202f\u205f\u3000\ufeff"
 )
 _WHITESPACE_CLASS = "[" + "".join(f"\\x{{{ord(c):X}}}" for c in WHITESPACE) + "]"
 EDGE_WHITESPACE = rf"^{_WHITESPACE_CLASS}+|{_WHITESPACE_CLASS}+$"

@@ -38,8 +38,9 @@ def file_head(path: Path) -> bytes | None:
         return None  # DuckDB reports the unreadable or corrupt file
 
 
-def check_text(path: Path, fmt: str) -> None:
-    """Refuse a CSV or JSON-lines file that is not UTF-8 text before DuckDB misreads it.
+def check_text(path: Path, fmt: str) -> bytes | None:
+    """Refuse a CSV or JSON-lines file that is not UTF-8 text before DuckDB misreads it; return
+    the file's head (``file_head``) for the next look at it.
 
     A UTF-16 file would come out as column names full of NUL bytes, and a header line that is
     not UTF-8 would be rejected, making the first data line the header. Bad bytes further
@@ -47,7 +48,7 @@ def check_text(path: Path, fmt: str) -> None:
     """
     head = file_head(path)
     if head is None:
-        return
+        return None
     if head.startswith(PARQUET_MAGIC):
         raise InputError(
             f"{path}: file is Parquet, not {fmt}: name it .parquet, or set input.format to "
@@ -61,7 +62,7 @@ def check_text(path: Path, fmt: str) -> None:
             )
     if fmt == "jsonl":
         _check_json_layout(path, head)
-        return
+        return head
     header, newline, _ = head.partition(b"\n")
     complete = bool(newline) or len(head) < HEAD_BYTES
     try:
@@ -74,12 +75,14 @@ def check_text(path: Path, fmt: str) -> None:
             f"{path}: the header line is not UTF-8 text (binary data, or another encoding such as "
             f"UTF-16 or Latin-1); re-encode the file as UTF-8, e.g. iconv -f ENCODING -t UTF-8"
         )
+    return head
 
 
 def _check_json_layout(path: Path, head: bytes) -> None:
     """Refuse a JSON file that is not JSON lines: UTF-16 without a byte-order mark (a NUL in
-    every other byte of ASCII text; a stray NUL only spoils its line), or a pretty-printed JSON array (its first line a lone ``[``). A line that is an
-    array is only one bad line: it is quarantined."""
+    every other byte of ASCII text; a stray NUL only spoils its line), or a pretty-printed JSON
+    array (its first line a lone ``[``). A line that is an array is only one bad line: it is
+    quarantined."""
     start = head[:4096]
     if start.count(0) > len(start) // 4:
         raise InputError(

@@ -30,7 +30,7 @@ class Dialect:
     columns: tuple[str, ...]
 
 
-def read_dialect(path: Path, mapped: Collection[str]) -> Dialect | None:
+def read_dialect(path: Path, mapped: Collection[str], head: bytes | None = None) -> Dialect | None:
     """The dialect of ``path`` from its header line; ``None`` to leave it to DuckDB's sniffer.
 
     The delimiter is the candidate the header holds most of outside quotes (``,`` when it holds
@@ -44,7 +44,7 @@ def read_dialect(path: Path, mapped: Collection[str]) -> Dialect | None:
     InputError
         If a column that ``mapped`` names (any case) is in the header more than once.
     """
-    head = file_head(path)
+    head = head or file_head(path)  # ``check_text`` has read it already
     if not head:
         return None
     text = head.decode("utf-8", errors="replace").removeprefix("\ufeff")
@@ -59,14 +59,16 @@ def read_dialect(path: Path, mapped: Collection[str]) -> Dialect | None:
     names = next(csv.reader([line], delimiter=delimiter, quotechar=QUOTE, skipinitialspace=True))
     seen: Counter[str] = Counter()
     columns: list[str] = []
+    taken: set[str] = set()
     for index, raw in enumerate(names):
         name = candidate = raw.strip() or f"column{index}"
         seen[name.lower()] += 1
         suffix = 0
-        while candidate.lower() in {c.lower() for c in columns}:
+        while candidate.lower() in taken:
             suffix += 1
             candidate = f"{name}_{suffix}"
         columns.append(candidate)
+        taken.add(candidate.lower())
     for column in mapped:
         if seen[column.lower()] > 1:
             raise InputError(

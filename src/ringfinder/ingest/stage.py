@@ -127,12 +127,11 @@ def stage_file(
 ) -> str:
     """Read one file in one pass into a narrow staging table of checked rows; return its name."""
     table, rejects = f"rf_part_{index}", f"rf_rejects_{index}"
-    if fmt in ("csv", "jsonl"):
-        check_text(path, fmt)
+    head = check_text(path, fmt) if fmt in ("csv", "jsonl") else None
     try:
         typed_time, dialect = "", None
         if fmt == "csv":
-            dialect = read_dialect(path, mapped_columns(config).values())
+            dialect = read_dialect(path, mapped_columns(config).values(), head)
         if fmt == "parquet":
             types = column_types(con, f"read_parquet({sql_literal(str(path))})")
             check_parquet_types(types, path, config)
@@ -275,10 +274,9 @@ def _checked_sql(columns: Sequence[str], config: InputConfig, source: str) -> st
 
     A row keeps its contributor id (``rf_who``), time (``rf_time``), event type and target
     cleaned, its identifiers as read (``rf_kind_<i>``), and a 64-bit hash of all its columns
-    in the order of their names (``rf_hash``), so that one event in files whose columns stand in
-    another order is one: the other columns only matter for telling exact duplicates apart. A rejected
-    row keeps its source and full text for the quarantine; the others leave them NULL, which
-    costs nothing.
+    in the order of their names (``rf_hash``, the same whatever order a file has them in): the
+    other columns only matter for telling exact duplicates apart. A rejected row keeps its
+    source and full text for the quarantine; the others leave them NULL, which costs nothing.
     """
     data = [c for c in columns if c not in META]
     null = "CAST(NULL AS VARCHAR)"
