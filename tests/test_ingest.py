@@ -544,6 +544,24 @@ def test_bad_json_lines_are_quarantined(tmp_path: Path) -> None:
     assert_accounting(result)
 
 
+def test_a_json_key_holding_only_nulls_is_there_and_a_key_on_no_line_is_missing(
+    tmp_path: Path,
+) -> None:
+    """A key is looked for in the file only when no staged row has a value for it."""
+    base = {"contributor_id": "c1", "event_time": T0, "event_type": "task", "device_id": "d1"}
+    path = tmp_path / "events.jsonl"
+    lines = [
+        {**base, "ip": None, "payout_account": None},
+        {**base, "contributor_id": "c2", "ip": None, "payout_account": "P1"},
+    ]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    result, _ = ingest([path])
+    assert result.rows_accepted == 2
+    path.write_text("".join(json.dumps({**base, "payout_account": "P1"}) + "\n" for _ in range(3)))
+    with pytest.raises(InputError, match=r"key 'ip' \(input.kinds.ip.column\) not found in any"):
+        ingest([path])
+
+
 @pytest.mark.parametrize("hashes_per_slice", [5_000_000, 1], ids=["one slice", "many slices"])
 def test_exact_duplicates_are_counted_and_dropped(
     write_events: EventWriter, monkeypatch: pytest.MonkeyPatch, hashes_per_slice: int
