@@ -448,6 +448,39 @@ def test_many_segment_values_are_capped(tmp_path: Path) -> None:
     assert sum(r["false_positives"] for r in rows) == 2
 
 
+def test_numeric_segment_with_a_blank_value() -> None:
+    labels = pd.DataFrame(
+        {
+            "contributor_id": [f"c{i}" for i in range(40)],
+            "label": ["0"] * 40,
+            "tenure": [str(i) for i in range(39)] + [""],
+        }
+    )
+    frame = read_labels(labels).frame.set_index("contributor_id")["segment:tenure"]
+    assert frame["c39"] == "(missing)" and frame.drop("c39").str.contains(" to ").all()
+
+
+def test_a_run_without_rings_is_evaluated(tmp_path: Path) -> None:
+    run = make_run(tmp_path)
+    for name in ("members.csv", "members.parquet"):
+        frame = pd.read_parquet(run / "members.parquet")
+        if name.endswith(".csv"):
+            frame.iloc[:0].to_csv(run / name, index=False)
+        else:
+            frame.iloc[:0].to_parquet(run / name, index=False)
+    ev = evaluate_run(run, make_labels(tmp_path))
+    assert ev.contributors["true_positives"] == 0
+    assert ev.contributors["false_negatives"] == 5  # every labelled fraud is missed
+
+
+def test_a_delimiter_ending_each_label_row_shifts_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "labels.csv"
+    path.write_text("contributor_id,label\na1,fraud,\na2,fraud,\nb1,benign,\n")
+    ev = evaluate_run(make_run(tmp_path), path)
+    assert ev.contributors["true_positives"] == 2
+    assert ev.contributors["false_positives"] == 1
+
+
 # --------------------------------------------------------------------------- errors
 def test_missing_label_column_names_file_and_column(tmp_path: Path) -> None:
     path = tmp_path / "verdicts.csv"

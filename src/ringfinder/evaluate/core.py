@@ -273,14 +273,14 @@ def _evaluation_frame(
         frame = labels[labels["y"].notna()].reset_index(drop=True)
     indexed = members.set_index(CONTRIBUTOR)
     ids = frame[CONTRIBUTOR]
-    frame[RING_ID] = ids.map(indexed[RING_ID]).fillna("").astype(object)
+    frame[RING_ID] = ids.map(indexed[RING_ID]).astype(object).fillna("")
     frame["in_ring"] = frame[RING_ID] != ""
     for column in (RING_SCORE, MEMBER_SCORE):
         frame[column] = ids.map(indexed[column]).fillna(0.0).astype(float)
     frame[FLAGGED] = isin_ids(ids, members.loc[members[FLAGGED], CONTRIBUTOR])
-    frame[REASONS] = ids.map(indexed[REASONS]).fillna("").astype(object)
+    frame[REASONS] = ids.map(indexed[REASONS]).astype(object).fillna("")
     if ACTION in members:
-        frame[ACTION] = ids.map(indexed[ACTION]).fillna(NO_ACTION).astype(object)
+        frame[ACTION] = ids.map(indexed[ACTION]).astype(object).fillna(NO_ACTION)
     for column in table.segments:
         frame[segment_column(column)] = frame[segment_column(column)].fillna(MISSING).astype(object)
     frame[LABEL_RING] = frame[LABEL_RING].fillna("").astype(object)
@@ -342,7 +342,8 @@ def _precision_at_k(
     queue = members.sort_values(
         [RING_SCORE, MEMBER_SCORE, CONTRIBUTOR], ascending=[False, False, True], kind="stable"
     )
-    ranked = member_y.reindex(queue.index).to_numpy()
+    # float even with no members (an empty reindex is an object array, which isnan refuses)
+    ranked = member_y.reindex(queue.index).to_numpy(dtype=float)
     known = np.cumsum(~np.isnan(ranked))
     fraud = np.cumsum(ranked == 1.0)
     rows = []

@@ -7,6 +7,7 @@ was expected. Labels hold one verdict per contributor (the latest one when they 
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -274,7 +275,11 @@ def _read_table(path: Path) -> pd.DataFrame:
     try:
         if suffix in (".csv", ".tsv", ".txt"):
             sep = "\t" if suffix == ".tsv" else ","
-            return pd.read_csv(path, dtype=str, keep_default_na=False, sep=sep)
+            # index_col=False: a delimiter ending each row is no extra first column (an index);
+            # a field past the header's has no name, so nothing reads it
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", pd.errors.ParserWarning)
+                return pd.read_csv(path, dtype=str, keep_default_na=False, sep=sep, index_col=False)
         if suffix in (".parquet", ".pq"):
             return pd.read_parquet(path)
         if suffix in (".jsonl", ".ndjson", ".json"):
@@ -293,6 +298,7 @@ def _segment_values(values: pd.Series) -> pd.Series:
     present = text != ""
     if present.any() and numbers[present].notna().all() and numbers.nunique() > 12:
         bins = pd.qcut(numbers, 4, duplicates="drop")
-        labels = bins.map(lambda b: f"{b.left:g} to {b.right:g}").astype(object)
+        names = bins.cat.rename_categories(lambda b: f"{b.left:g} to {b.right:g}")
+        labels = names.astype(object)  # a blank value has no bin: NaN, then MISSING
         text = labels.where(present, "")
     return text.replace("", MISSING)
