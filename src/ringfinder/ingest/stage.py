@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from contextlib import nullcontext
 from pathlib import Path
 
 import duckdb
@@ -73,7 +74,7 @@ def _scan_sql(
 ) -> str:
     """One pass over a file: its columns as text, where each row came from.
 
-    Parquet rows carry their number (``rf_row``); CSV and JSON rows are numbered by where
+    Parquet and CSV rows carry their number (``rf_row``); JSON lines are numbered by where
     they land in the staged table (``_create_numbered``). The lines DuckDB's text reader cannot
     read go to the table ``rejects``; without one they are skipped (a look, not the staging).
     """
@@ -105,7 +106,8 @@ def _scan_sql(
             f"delim = {sql_literal(dialect.delimiter)}, quote = '\"', escape = '\"'"
         )
     return (
-        f"SELECT {p} AS rf_source, * FROM read_csv({p}, header = true, {options}, "
+        f"SELECT {p} AS rf_source, row_number() OVER () AS rf_row, * "
+        f"FROM read_csv({p}, header = true, {options}, "
         f"max_line_size = 67108864, {errors})"
     )
 
@@ -159,19 +161,18 @@ def stage_file(
             scan = _json_scan(scan, config)
         present = _columns(con, scan)
         if fmt != "jsonl":
-            _check_reserved(
-                str(path), _input_columns(present, typed_time, numbered=fmt == "parquet")
-            )
+            _check_reserved(str(path), _input_columns(present, typed_time))
             if [c for c in present if c not in META] == ["column0"]:
                 raise InputError(
                     f"{path}: file is empty; expected a header line naming the columns"
                 )
             _check_columns(str(path), present, config)
         checked = _checked_sql(present, config, scan)
-        if fmt == "parquet":  # the reader numbers the rows (file_row_number)
-            con.execute(f"CREATE TEMP TABLE {table} AS {checked}")
-        else:
+        if fmt == "jsonl":
             _create_numbered(con, table, checked)
+        else:  # numbered by the reader (Parquet) or by row_number() OVER (), in insertion order
+            with nullcontext() if fmt == "parquet" else insertion_order_kept(con):
+                con.execute(f"CREATE TEMP TABLE {table} AS {checked}")
         if fmt == "jsonl":
             _check_json_keys(con, table, path, config)
     except duckdb.OutOfMemoryException:
@@ -182,11 +183,12 @@ def stage_file(
 
 
 def _create_numbered(con: duckdb.DuckDBPyConnection, table: str, checked: str) -> None:
-    """Create ``table`` from the checked rows of a text file or query, numbered as they came.
+    """Create ``table`` from the checked rows of a JSON-lines file, numbered as they came.
 
     In insertion order a table's rows keep the order of its input, so a row's place is its
-    number: ``row_number() OVER ()`` would number them as well, but it reads its input on one
-    thread. Blank JSON lines count as lines, then are left out.
+    line: ``row_number() OVER ()`` would number them as well, but it reads its input on one
+    thread, and JSON parsing is most of staging a JSON file. Blank lines count as lines, then
+    are left out. (CSV keeps row_number(): there it held less memory at its peak.)
     """
     with insertion_order_kept(con):
         con.execute(f"CREATE TEMP TABLE {table}_unnumbered AS {checked}")
@@ -236,13 +238,14 @@ def stage_query(con: duckdb.DuckDBPyConnection, query: str, label: str, config: 
         check_parquet_types(types, label, config)
         typed_time = _typed_time_sql(types, config)
         scan = (
-            f"SELECT {sql_literal(label)} AS rf_source, "
+            f"SELECT {sql_literal(label)} AS rf_source, row_number() OVER () AS rf_row, "
             f"COLUMNS(*)::VARCHAR{typed_time} FROM ({query})"
         )
         present = _columns(con, scan)
-        _check_reserved(label, _input_columns(present, typed_time, numbered=False))
+        _check_reserved(label, _input_columns(present, typed_time))
         _check_columns(label, present, config)
-        _create_numbered(con, "rf_part_sql", _checked_sql(present, config, scan))
+        with insertion_order_kept(con):
+            con.execute(f"CREATE TEMP TABLE rf_part_sql AS {_checked_sql(present, config, scan)}")
     except duckdb.OutOfMemoryException:
         raise  # not the input's fault: the CLI says how to give it memory
     except duckdb.Error as exc:
@@ -372,11 +375,10 @@ def _checked_sql(columns: Sequence[str], config: InputConfig, source: str) -> st
     """
 
 
-def _input_columns(present: Sequence[str], typed_time: str, *, numbered: bool) -> Sequence[str]:
-    """The input's own columns of a CSV, Parquet or query scan: after its source (and row
-    number, from Parquet), before the typed time."""
-    start = 2 if numbered else 1
-    return present[start:-1] if typed_time else present[start:]
+def _input_columns(present: Sequence[str], typed_time: str) -> Sequence[str]:
+    """The input's own columns of a CSV, Parquet or query scan: after its source and row number,
+    before the typed time."""
+    return present[2:-1] if typed_time else present[2:]
 
 
 def _check_reserved(source: str, columns: Iterable[str]) -> None:
