@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 from ringfinder import find_rings
@@ -267,3 +268,25 @@ def test_duckdb_draws_no_progress_bar_into_stdout() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
+
+
+def test_a_run_without_rings_writes_the_same_types(tmp_path: Path, sample_run: RunResult) -> None:
+    """A quiet day's Parquet has the columns' types, so daily files can be unioned."""
+    events = tmp_path / "events.csv"
+    events.write_text(
+        "contributor_id,event_time,event_type,device_id,ip,payout_account,task_id,user_agent\n"
+        "c1,2026-01-01T00:00:00Z,signup,d1,10.0.0.1,P1,,ua\n"
+        "c2,2026-01-02T00:00:00Z,signup,d2,10.0.0.2,P2,,ua\n"
+    )
+    quiet = find_rings(events, SAMPLE / "config.toml", out_dir=tmp_path / "out")
+    assert quiet.manifest["rings"] == 0
+    assert quiet.out_dir is not None and sample_run.out_dir is not None
+    for name in ("members", "rings"):
+        types = [
+            {
+                field.name: str(field.type)
+                for field in pq.read_schema(run.out_dir / f"{name}.parquet")
+            }
+            for run in (quiet, sample_run)
+        ]
+        assert types[0] == types[1]

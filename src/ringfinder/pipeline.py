@@ -32,7 +32,13 @@ from ringfinder.ingest import IngestResult, read_events, resolve_inputs
 from ringfinder.lineage import check_ring_ids, match_rings
 from ringfinder.normalise import sql_literal
 from ringfinder.privacy import privacy_from_env, pseudonym
-from ringfinder.schema import CONTRIBUTOR, MEMBERS_COLUMNS, QUARANTINE_COLUMNS, RINGS_COLUMNS
+from ringfinder.schema import (
+    COLUMN_TYPES,
+    CONTRIBUTOR,
+    MEMBERS_COLUMNS,
+    QUARANTINE_COLUMNS,
+    RINGS_COLUMNS,
+)
 from ringfinder.score import ring_evidence, score_rings
 from ringfinder.spark import build_graph_on_spark
 from ringfinder.visualize import write_report
@@ -114,7 +120,8 @@ def _drop_tables(con: duckdb.DuckDBPyConnection, tables: Sequence[str]) -> None:
 
 
 def _empty(columns: Sequence[str]) -> pd.DataFrame:
-    return pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
+    """A table of no rows with the columns' types (``schema.COLUMN_TYPES``)."""
+    return pd.DataFrame({c: pd.Series(dtype=COLUMN_TYPES[c]) for c in columns})
 
 
 @contextmanager

@@ -57,6 +57,33 @@ RINGS_COLUMNS = (
     "time_span_days",
     "strong_link_share",
 )
+# The pandas type of each members and rings column: a run without rings writes them too,
+# so that a typed load or a union of daily Parquet files does not meet untyped columns.
+_TYPED_COLUMNS = {
+    "str": ("contributor_id", "ring_id", "reasons"),
+    "string[python]": ("action",),  # as decide.assign_actions gives it (Arrow string)
+    "bool": ("flagged",),
+    "datetime64[us]": ("first_seen", "last_seen"),
+    "int64": (
+        "size",
+        "n_events",
+        "shared_identifiers",
+        "shared_devices",
+        "shared_ips",
+        "shared_payments",
+        "shared_other",
+    ),
+    "float64": (
+        "ring_score",
+        "member_score",
+        "accounts_per_device",
+        "accounts_per_payment",
+        "signup_span_hours",
+        "time_span_days",
+        "strong_link_share",
+    ),
+}
+COLUMN_TYPES = {column: kind for kind, columns in _TYPED_COLUMNS.items() for column in columns}
 QUARANTINE_COLUMNS = ("source", "row", "reason", "raw")
 # A CSV text cell starting with one of these is read as a formula by spreadsheets (OWASP),
 # or may be once a spreadsheet trims the line break in front.
