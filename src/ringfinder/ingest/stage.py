@@ -170,11 +170,10 @@ def stage_file(
         checked = _checked_sql(present, config, scan)
         if fmt == "jsonl":
             _create_numbered(con, table, checked)
+            _check_json_keys(con, table, path, config)
         else:  # numbered by the reader (Parquet) or by row_number() OVER (), in insertion order
             with nullcontext() if fmt == "parquet" else insertion_order_kept(con):
                 con.execute(f"CREATE TEMP TABLE {table} AS {checked}")
-        if fmt == "jsonl":
-            _check_json_keys(con, table, path, config)
     except duckdb.OutOfMemoryException:
         raise  # not the input's fault: the CLI says how to give it memory
     except duckdb.Error as exc:
@@ -410,7 +409,8 @@ def _check_json_keys(
     even so, a look reads and parses a block of lines per thread: looking for every key in
     the file took 4 s at 10M lines.
     """
-    staged = {key: STAGED_COLUMN.get(key, key) for key in mapped_columns(config)}
+    columns = mapped_columns(config)
+    staged = {key: STAGED_COLUMN[key] for key in columns if key in STAGED_COLUMN}
     staged |= {
         f"input.kinds.{name}.column": f"rf_kind_{index}" for index, name in enumerate(config.kinds)
     }
@@ -430,7 +430,6 @@ def _check_json_keys(
 
     if not some_object():
         return  # no object at all: every line is quarantined with its reason
-    columns = mapped_columns(config)
     for key in unseen:
         path_literal = sql_literal("$." + sql_identifier(columns[key]))
         if not some_object(f"json_exists({JSON_LINE}, {path_literal})"):
