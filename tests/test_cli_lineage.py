@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
 
@@ -53,6 +54,38 @@ def test_previous_history_and_diff(tmp_path: Path) -> None:
     diffed = runner.invoke(main, ["diff", str(tmp_path / "one"), str(tmp_path / "two"), "--json"])
     assert diffed.exit_code == 0, diffed.output
     assert json.loads(diffed.output)["counts"]["kept"] == runs[0]["rings"]
+
+
+def test_a_respelled_contributor_keeps_its_id_with_previous(tmp_path: Path) -> None:
+    """An export that now spells a ring member in upper case still reports the old id."""
+    config = tmp_path / "config.toml"
+    config.write_text((FIXTURES / "config.toml").read_text() + "\n[output]\nhtml = false\n")
+    runner = CliRunner()
+    sample = FIXTURES / "events.csv.gz"
+    first = runner.invoke(
+        main, ["detect", str(sample), "--config", str(config), "--out", str(tmp_path / "one")]
+    )
+    assert first.exit_code == 0, first.output
+    one = pd.read_parquet(tmp_path / "one" / "members.parquet")
+    member = next(c for c in one["contributor_id"] if c.upper() != c)
+    lines = gzip.decompress(sample.read_bytes()).decode().splitlines(keepends=True)
+    (tmp_path / "events.csv").write_text(
+        "".join(
+            member.upper() + line[len(member) :] if line.startswith(member + ",") else line
+            for line in lines
+        )
+    )
+    base = ["detect", str(tmp_path / "events.csv"), "--config", str(config)]
+    for name, extra, spelled, not_spelled in [
+        ("alone", [], member.upper(), member),
+        ("two", ["--previous", str(tmp_path / "one")], member, member.upper()),
+    ]:
+        run = runner.invoke(main, [*base, "--out", str(tmp_path / name), *extra])
+        assert run.exit_code == 0, run.output
+        ids = set(pd.read_parquet(tmp_path / name / "members.parquet")["contributor_id"])
+        assert spelled in ids and not_spelled not in ids
+    two = pd.read_parquet(tmp_path / "two" / "members.parquet")
+    assert one[["contributor_id", "ring_id"]].equals(two[["contributor_id", "ring_id"]])
 
 
 def test_history_and_diff_errors(tmp_path: Path) -> None:

@@ -31,7 +31,7 @@ from ringfinder.ingest import (
 )
 from ringfinder.ingest.dialect import Dialect, read_dialect
 from ringfinder.ingest.stage import FAST_TIME_FORMATS
-from ringfinder.privacy import NO_PRIVACY, Privacy
+from ringfinder.privacy import NO_PRIVACY, Privacy, pseudonym
 
 EventWriter = Callable[..., Path]  # the ``write_events`` fixture
 # The default config's columns, in the order ``write_events`` writes them.
@@ -630,6 +630,52 @@ def test_contributor_ids_differing_in_case_are_one_contributor(
     assert result.contributors == len(set(ids)) == (3 if ignore_case else 5)
     if expected is not None:
         assert ids == expected
+
+
+@pytest.mark.parametrize(
+    ("previous_ids", "expected", "count"),
+    [
+        # The previous spelling beats a more frequent one ...
+        (["ann", "Cat"], ["Bob", "Cat", "Cat", "Cat", "ann", "ann", "ann"], 3),
+        # ... also when no row spells it so this run, and one-spelling ids keep it too.
+        (["ANN", "bob", "x"], ["ANN", "ANN", "ANN", "CAT", "CAT", "CAT", "bob"], 3),
+        # Ids of the previous run that differ in more than case change nothing.
+        (["Annie"], ["Bob", "CAT", "CAT", "CAT", "ann", "ann", "ann"], 3),
+    ],
+)
+def test_contributor_keeps_the_previous_runs_spelling(
+    write_events: EventWriter, previous_ids: list[str], expected: list[str], count: int
+) -> None:
+    """A rule engine keyed on yesterday's id still finds the contributor today."""
+    rows = [
+        ("Ann", T0, "task", "d1", "", ""),
+        ("ann", T0, "login", "d1", "", ""),
+        ("ann", T0, "signup", "d1", "", ""),
+        ("Bob", T0, "task", "d2", "", ""),
+        ("CAT", T0, "task", "d3", "", ""),
+        ("CAT", T0, "login", "d3", "", ""),
+        ("cat", T0, "signup", "d3", "", ""),
+    ]
+    result, con = ingest([write_events(rows)], previous_ids=previous_ids)
+    assert [e[0] for e in events_of(con)] == expected
+    assert result.contributors == count
+    assert_accounting(result)
+
+
+def test_pseudonymised_contributor_keeps_the_previous_runs_token(
+    write_events: EventWriter,
+) -> None:
+    """Among this run's spellings, the one whose token the previous run used wins."""
+    rows = [
+        ("Ann", T0, "task", "d1", "", ""),
+        ("ann", T0, "login", "d1", "", ""),
+        ("ann", T0, "signup", "d1", "", ""),
+    ]
+    privacy = Privacy(key=b"k" * 32, contributors=True)
+    token = pseudonym(privacy.key, "contributor", "Ann")
+    result, con = ingest([write_events(rows)], privacy=privacy, previous_ids=[token])
+    assert {e[0] for e in events_of(con)} == {token}
+    assert result.contributors == 1
 
 
 def test_garbage_identifiers_are_dropped_not_fatal(write_events: EventWriter) -> None:

@@ -188,6 +188,7 @@ def run_detect(
                 sql=sql,
                 relation="rf_input_frame" if frame is not None else None,
                 privacy=privacy,
+                previous_ids=previous[CONTRIBUTOR] if previous is not None else (),
             )
             _check_bad_fraction(con, ingest, config)
         with _timed("graph", timings, report):

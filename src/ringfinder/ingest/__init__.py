@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pandas as pd
 
 from ringfinder.config import InputConfig
 from ringfinder.errors import InputError
@@ -60,14 +61,16 @@ class IngestResult:
     quarantine_sources: dict[str, int] = field(default_factory=dict)  # most rejected first
 
 
-def _respelled_contributors_sql(config: InputConfig) -> str:
+def _respelled_contributors_sql(config: InputConfig, *, pseudonymised: bool) -> str:
     """Contributor ids (``raw``) whose canonical ``spelling`` differs from how they came.
 
     With ``input.contributor_ignore_case`` ids that differ only in case are one contributor,
-    spelled as its most frequent spelling (ties: the smallest), so case noise in an export
-    neither splits a contributor nor changes the id that rule engines see. Only the ids that
-    change are listed: most have one spelling, and a small map is cheap to join. Reads
-    ``rf_spelled`` (every id as it came, with its rows).
+    spelled as the previous run spelled it (``rf_known``: its ids), else as its most frequent
+    spelling (ties: the smallest), so case noise in an export neither splits a contributor nor
+    changes, from one run to the next, the id that rule engines see. Only the ids that change
+    are listed: most have one spelling, and a small map is cheap to join. Reads ``rf_spelled``
+    (every id as it came, with its rows). Tokens cannot be spelled back: with pseudonymised
+    ids the previous run decides only among this run's spellings.
 
     Of two spellings of one id at most one is all lower case, so only ids with a spelling that
     lower() changes can have two: looking among those instead of grouping every id by its lower
@@ -75,12 +78,32 @@ def _respelled_contributors_sql(config: InputConfig) -> str:
     """
     if not config.contributor_ignore_case:
         return "SELECT raw, raw AS spelling FROM rf_spelled WHERE false"
-    return """
-    WITH folded AS (SELECT DISTINCT lower(raw) AS folded FROM rf_spelled WHERE lower(raw) <> raw)
+    if pseudonymised:  # rf_known holds tokens
+        known = f"{PSEUDONYM_FUNCTION}('contributor', raw) IN (SELECT id FROM rf_known)"
+        folded_known, earlier = "", ""
+    else:
+        known = "raw IN (SELECT id FROM rf_known)"
+        folded_known = "UNION SELECT lower(id) FROM rf_known WHERE lower(id) <> id"
+        earlier = (
+            "UNION ALL SELECT id, 0, false FROM rf_known ANTI JOIN rf_spelled ON id = raw "
+            "WHERE lower(id) IN (SELECT folded FROM folded)"
+        )
+    return f"""
+    WITH folded AS (
+        SELECT lower(raw) AS folded FROM rf_spelled WHERE lower(raw) <> raw {folded_known}
+    ), spellings AS (
+        SELECT raw, n, true AS here FROM rf_spelled WHERE lower(raw) IN (SELECT folded FROM folded)
+        {earlier}
+    ), classes AS (
+        SELECT *, count(*) OVER (PARTITION BY lower(raw)) AS spellings,
+            bool_or(here) OVER (PARTITION BY lower(raw)) AS seen
+        FROM spellings
+    )
     SELECT raw, spelling FROM (
-        SELECT raw, first(raw ORDER BY n DESC, raw) OVER (PARTITION BY lower(raw)) AS spelling
-        FROM rf_spelled WHERE lower(raw) IN (SELECT folded FROM folded)
-    ) WHERE raw <> spelling"""
+        SELECT raw, here,
+            first(raw ORDER BY {known} DESC, n DESC, raw) OVER (PARTITION BY lower(raw)) AS spelling
+        FROM classes WHERE spellings > 1 AND seen
+    ) WHERE here AND raw <> spelling"""
 
 
 # Rows whose hashes are sorted at once when looking for exact duplicates: at 10M rows, three
@@ -192,12 +215,17 @@ def _build_tables(
     con.execute(
         "CREATE TEMP TABLE rf_spelled AS SELECT rf_who AS raw, count(*) AS n FROM rf_checked GROUP BY ALL"
     )
-    con.execute(f"CREATE TEMP TABLE rf_contributors AS {_respelled_contributors_sql(config)}")
-    # Each re-spelled id is one spelling fewer: no second pass over every id's lower case.
+    pseudonymised = bool(privacy.key and privacy.contributors)
+    respelled = _respelled_contributors_sql(config, pseudonymised=pseudonymised)
+    con.execute(f"CREATE TEMP TABLE rf_contributors AS {respelled}")
+    # Each re-spelled id is one spelling fewer, unless it takes the previous run's spelling:
+    # no second pass over every id's lower case.
     ((contributors,),) = con.execute(
-        "SELECT (SELECT count(*) FROM rf_spelled) - (SELECT count(*) FROM rf_contributors)"
+        "SELECT (SELECT count(*) FROM rf_spelled) - (SELECT count(*) FROM rf_contributors) + "
+        "(SELECT count(DISTINCT spelling) FROM rf_contributors "
+        "ANTI JOIN rf_spelled ON spelling = rf_spelled.raw)"
     ).fetchall()
-    if privacy.key and privacy.contributors:
+    if pseudonymised:
         con.execute(
             "CREATE OR REPLACE TEMP TABLE rf_contributors AS SELECT raw, "
             f"{PSEUDONYM_FUNCTION}('contributor', coalesce(s.spelling, raw)) AS spelling "
@@ -216,8 +244,8 @@ def _build_tables(
     for old, new in names.items():
         con.execute(f"ALTER TABLE rf_checked RENAME COLUMN {old} TO {sql_identifier(new)}")
     con.execute("ALTER TABLE rf_checked RENAME TO events")
-    con.execute("DROP TABLE rf_contributors")
-    con.execute("DROP TABLE rf_spelled")
+    for table in ("rf_contributors", "rf_spelled", "rf_known"):
+        con.execute(f"DROP TABLE {table}")
     return int(contributors)
 
 
@@ -250,6 +278,7 @@ def read_events(
     sql: str | None = None,
     relation: str | None = None,
     privacy: Privacy = NO_PRIVACY,
+    previous_ids: Sequence[str] | pd.Series = (),
 ) -> IngestResult:
     """Read events into the ``events`` and ``quarantine`` tables of ``con``.
 
@@ -263,6 +292,8 @@ def read_events(
     privacy : with a key, contributor ids (if asked) become keyed tokens as they are read, and
         quarantined rows keep a token of their text instead of the text; identifiers become
         tokens where the graph normalises them.
+    previous_ids : the previous run's contributor ids: with ``contributor_ignore_case`` an id
+        keeps the spelling it had there.
 
     Examples
     --------
@@ -292,6 +323,9 @@ def read_events(
                 rejects.append(rejected)
         if privacy.key:
             register_pseudonym_function(con, privacy.key)
+        con.register("rf_known_ids", pd.DataFrame({"id": pd.Series(previous_ids, dtype=str)}))
+        con.execute("CREATE TEMP TABLE rf_known AS SELECT DISTINCT id FROM rf_known_ids")
+        con.unregister("rf_known_ids")
         contributors = _build_tables(con, parts, rejects, config, privacy)
         result = _account(con, contributors, list(fingerprints))
     if result.rows_read == 0:
