@@ -35,6 +35,18 @@ def test_previous_history_and_diff(tmp_path: Path) -> None:
     one = pd.read_parquet(tmp_path / "one" / "members.parquet")
     two = pd.read_parquet(tmp_path / "two" / "members.parquet")
     assert one[["contributor_id", "ring_id"]].equals(two[["contributor_id", "ring_id"]])
+    # The same run again (its previous run is the second, as the second's was the first):
+    # outputs are written, the history keeps one record of it.
+    again = runner.invoke(main, [*base, "--out", str(tmp_path / "three"), "--json"])
+    assert again.exit_code == 0, again.output
+    summary = json.loads(again.stdout)
+    assert summary["recorded_in_history"] is False
+    manifest = json.loads((tmp_path / "two" / "manifest.json").read_text())
+    assert summary["run_id"] == manifest["run_id"] and manifest["recorded_in_history"] is True
+    assert (tmp_path / "three" / "members.parquet").exists()
+    text_again = runner.invoke(main, [*base, "--out", str(tmp_path / "three")])
+    assert text_again.exit_code == 0, text_again.output
+    assert f"history: run {manifest['run_id']} is already recorded" in text_again.output
 
     shown = runner.invoke(main, ["history", str(history), "--json"])
     assert shown.exit_code == 0, shown.output

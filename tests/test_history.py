@@ -166,13 +166,15 @@ def test_history_table_figures(tmp_path: Path) -> None:
     assert table["score_drift"][2] == pytest.approx(0.0)
 
 
-def test_a_run_recorded_twice_is_refused_unless_replaced(tmp_path: Path) -> None:
+def test_a_run_recorded_twice_is_kept_unless_replaced(tmp_path: Path) -> None:
     db = tmp_path / "runs.duckdb"
     first = record(db, RUN1)
     second = record(db, RUN2)
-    with pytest.raises(InputError, match=f"run {first} is already recorded"):
-        record(db, RUN1)
+    before = history_table(db)
+    assert record(db, RUN1) == first
+    pd.testing.assert_frame_equal(history_table(db), before)  # not even recorded_at changes
     record(db, RUN1, replace=True)
+    assert history_table(db)["recorded_at"][0] > before["recorded_at"][0]
     assert recorded_runs(db) == [first, second]  # replaced in place, order kept
     with duckdb.connect(str(db), read_only=True) as con:
         assert con.execute(

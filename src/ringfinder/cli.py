@@ -197,6 +197,7 @@ def detect(
                 "timings_seconds",
             )
         }
+        summary.update({k: m[k] for k in ("run_id", "recorded_in_history") if k in m})
         summary["out_dir"] = str(out_dir)
         click.echo(json.dumps(summary, sort_keys=True))
         return
@@ -212,6 +213,11 @@ def detect(
     if m["lineage"]["previous_rings"]:
         counts = m["lineage"]["counts"]
         click.echo("against the previous run: " + ", ".join(f"{n} {k}" for k, n in counts.items()))
+    if m.get("recorded_in_history") is False:
+        click.echo(
+            f"history: run {m['run_id']} is already recorded (same inputs, config and rings); "
+            "not recorded again"
+        )
 
 
 @main.command()

@@ -10,9 +10,9 @@ The file (``[output] history``) holds four tables:
 
 A run id names a run's content, not its time: ``run_id_for`` hashes the manifest (version,
 resolved config, input fingerprints, seed, row counts; not the timings) and the members'
-ring ids, so recording the same run twice is detected. Recording a run id that is already
-there is an ``InputError`` unless ``replace=True``, which swaps the run's rows in place and
-keeps its position in the history.
+ring ids, so recording the same run twice is detected: a run id that is already there is
+the same run, left as recorded, unless ``replace=True``, which swaps the run's rows in place
+and keeps its position in the history.
 
 Trends (``history_table``) compare each run with the one recorded before it, by ring id: a
 ring is *new* when its id was not in the previous run, *grown*/*shrunk* when its id was and
@@ -152,8 +152,11 @@ def record_run(
     manifest: Mapping[str, Any],
     lineage: Lineage | None = None,
     replace: bool = False,
-) -> None:
+) -> bool:
     """Append one run to the history file, creating the file and its tables if absent.
+
+    Returns ``False``, changing nothing, when ``run_id`` is already recorded (the same run
+    again: same inputs, config and rings) and ``replace`` is not set; ``True`` otherwise.
 
     Parameters
     ----------
@@ -162,13 +165,12 @@ def record_run(
     members, rings : the run's output tables (``members`` and ``rings`` of a ``RunResult``).
     manifest : the run's manifest, stored as JSON.
     lineage : the run's ``Lineage``; its statuses and parents are stored with the rings.
-    replace : replace a run already recorded under ``run_id`` instead of refusing it.
+    replace : replace a run already recorded under ``run_id`` instead of keeping it.
 
     Raises
     ------
     InputError
-        If the file is not a ringfinder history, is locked by another process, or already
-        holds ``run_id`` (without ``replace``).
+        If the file is not a ringfinder history or is locked by another process.
 
     Examples
     --------
@@ -184,9 +186,8 @@ def record_run(
         try:
             existing = con.execute("SELECT seq FROM runs WHERE run_id = ?", [run_id]).fetchone()
             if existing is not None and not replace:
-                raise InputError(
-                    f"{db_path}: run {run_id} is already recorded; pass replace to overwrite it"
-                )
+                con.execute("ROLLBACK")
+                return False
             values = [
                 manifest.get("ringfinder_version"),
                 manifest.get("contributors"),
@@ -223,6 +224,7 @@ def record_run(
                 [run_id],
             )
             con.execute("COMMIT")
+            return True
         except BaseException:
             con.execute("ROLLBACK")
             raise

@@ -262,7 +262,7 @@ def run_detect(
     if history is not None:
         with _timed("history", timings, report):
             run_id = run_id_for(manifest, members)
-            record_run(
+            recorded = record_run(
                 history,
                 run_id=run_id,
                 members=members,
@@ -271,6 +271,7 @@ def run_detect(
                 lineage=lineage,
             )
         manifest["run_id"] = run_id
+        manifest["recorded_in_history"] = recorded
     result = RunResult(
         members=members,
         rings=rings,
