@@ -52,6 +52,7 @@ def make_run(
     with_action: bool = False,
     threshold: float = 0.5,
     contributors: int = 20,
+    ignore_case: bool | None = None,
 ) -> Path:
     """A hand-made run: R1 (0.9, flagged) a1-a4, R2 (0.7, flagged) b1 b2, R3 (0.3) c1 c2."""
     rows = [
@@ -95,6 +96,8 @@ def make_run(
         "contributors": contributors,
         "config": {"score": score},
     }
+    if ignore_case is not None:
+        manifest["config"]["input"] = {"contributor_ignore_case": ignore_case}
     (run / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
     return run
 
@@ -383,6 +386,23 @@ def test_unknown_labels_are_excluded_unless_asked(tmp_path: Path) -> None:
     assert (c["evaluated"], c["false_positives"], c["true_negatives"]) == (20, 3, 12)
     assert c["precision"] == pytest.approx(0.5)
     assert c["fp_rate"] == pytest.approx(3 / 15)
+
+
+@pytest.mark.parametrize("ignore_case", [None, True, False])
+def test_labels_match_ids_ignoring_case_as_the_run_did(tmp_path: Path, ignore_case: bool) -> None:
+    """A1/A2 are a1/a2 when the run folded case (the default); D2 and d2 are one contributor."""
+    labels = pd.read_csv(make_labels(tmp_path), dtype=str, keep_default_na=False)
+    labels["contributor_id"] = labels["contributor_id"].replace({"a1": "A1", "a2": "A2"})
+    labels = pd.concat([labels, pd.DataFrame([{"contributor_id": "D2", "label": "benign"}])])
+    ev = evaluate_run(make_run(tmp_path, ignore_case=ignore_case), labels.fillna(""))
+    c = ev.contributors
+    if ignore_case is False:
+        # a1, a2 flagged but unlabelled; A1, A2 (fraud, missed) and D2 are outside the rings.
+        assert (c["evaluated"], c["true_positives"], c["false_negatives"]) == (11, 1, 4)
+        assert not any("ignoring case" in n for n in ev.notes)
+    else:
+        assert (c["evaluated"], c["true_positives"], c["false_negatives"]) == (10, 3, 2)
+        assert "2 label ids matched the run's ids only ignoring case" in " ".join(ev.notes)
 
 
 def test_csv_members_are_unescaped(tmp_path: Path) -> None:

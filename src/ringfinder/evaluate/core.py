@@ -171,7 +171,12 @@ def evaluate_run(
     run_dir = Path(run_dir)
     notes: list[str] = []
     run = read_run(run_dir, notes)
-    table = read_labels(labels, segment_columns=segment_columns)
+    table = read_labels(labels, segment_columns=segment_columns, spellings=_spellings(run))
+    if table.respelled:
+        notes.append(
+            f"{table.respelled} label ids matched the run's ids only ignoring case"
+            " (the run had input.contributor_ignore_case)"
+        )
     frame, population = _evaluation_frame(run, table, unlabelled_benign, notes)
     y = frame["y"].to_numpy() == 1.0
     scan = scan_thresholds(frame, run)
@@ -234,6 +239,15 @@ def evaluate_run(
     if out_dir is not None:
         write_evaluation(evaluation, out_dir)
     return evaluation
+
+
+def _spellings(run: Run) -> pd.Series | None:
+    """Lower-case id → the run's spelling, when the run took ids ignoring case."""
+    if not run.ignore_case:
+        return None
+    ids = run.members[CONTRIBUTOR]
+    spellings = pd.Series(ids.to_numpy(dtype=object), index=ids.str.lower().to_numpy())
+    return spellings[~spellings.index.duplicated()]
 
 
 def _check_options(

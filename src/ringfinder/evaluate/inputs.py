@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from pydantic import TypeAdapter, ValidationError
 
-from ringfinder.config import Band, ScoreConfig
+from ringfinder.config import Band, InputConfig, ScoreConfig
 from ringfinder.decide import NO_ACTION, assign_actions
 from ringfinder.errors import InputError
 from ringfinder.export import unguarded
@@ -42,12 +42,17 @@ _UNKNOWN = frozenset({"", "unknown", "nan", "none", "null", "na", "n/a", "?"})
 
 @dataclass(frozen=True)
 class Run:
-    """A checked run: its members, flag threshold, population count and decision bands."""
+    """A checked run: its members, flag threshold, population count and decision bands.
+
+    ``ignore_case``: the run took ids that differ only in case for one contributor
+    (``input.contributor_ignore_case``), so labels are matched to it ignoring case too.
+    """
 
     members: pd.DataFrame
     threshold: float
     contributors: int | None
     bands: tuple[Band, ...] | None
+    ignore_case: bool = False
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,7 @@ class Labels:
     segments: tuple[str, ...]
     review_range: tuple[str, str] | None
     rows: int
+    respelled: int = 0  # label rows whose id the run spells in another case
 
 
 def segment_column(name: str) -> str:
@@ -132,7 +138,11 @@ def read_run(run_dir: Path, notes: list[str]) -> Run:
     unflagged_max = members.loc[~members[FLAGGED], RING_SCORE].max()
     if (flagged_min < threshold) or (unflagged_max >= threshold):
         notes.append("the flagged column disagrees with ring_score >= threshold for some members")
-    return Run(members, float(threshold), contributors, bands)
+    read_input = config.get("input") if isinstance(config, dict) else None
+    ignore_case = (read_input if isinstance(read_input, dict) else {}).get(
+        "contributor_ignore_case", InputConfig().contributor_ignore_case
+    )
+    return Run(members, float(threshold), contributors, bands, ignore_case is True)
 
 
 def _read_members(run_dir: Path) -> pd.DataFrame:
@@ -188,7 +198,10 @@ def _read_members(run_dir: Path) -> pd.DataFrame:
 
 # --------------------------------------------------------------------------- the labels
 def read_labels(
-    labels: Path | str | pd.DataFrame, *, segment_columns: Sequence[str] | None = None
+    labels: Path | str | pd.DataFrame,
+    *,
+    segment_columns: Sequence[str] | None = None,
+    spellings: pd.Series | None = None,
 ) -> Labels:
     """Read and check a labels table: one verdict per contributor (the latest when dated).
 
@@ -229,6 +242,9 @@ def read_labels(
     if (frame[CONTRIBUTOR] == "").any():
         row = int(np.flatnonzero((frame[CONTRIBUTOR] == "").to_numpy())[0]) + 1
         raise InputError(f"{source} row {row}: empty contributor_id")
+    respelled = 0
+    if spellings is not None:
+        frame[CONTRIBUTOR], respelled = _respelled(frame[CONTRIBUTOR], spellings)
     text = _as_text(raw[LABEL]).str.strip().str.lower().to_numpy()
     is_fraud, is_benign = np.isin(text, list(_FRAUD)), np.isin(text, list(_BENIGN))
     bad = ~(is_fraud | is_benign | np.isin(text, list(_UNKNOWN)))
@@ -265,7 +281,17 @@ def read_labels(
     unknown = unknown.drop_duplicates(CONTRIBUTOR, keep="last")
     frame = pd.concat([known, unknown]).drop(columns="_when", errors="ignore")
     frame = frame.sort_values(CONTRIBUTOR, kind="stable").reset_index(drop=True)
-    return Labels(frame, source, segments, review_range, len(raw))
+    return Labels(frame, source, segments, review_range, len(raw), respelled)
+
+
+def _respelled(ids: pd.Series, spellings: pd.Series) -> tuple[pd.Series, int]:
+    """Ids spelled as the run spells them (``spellings``: lower case → the run's spelling),
+    else as the labels first spell them; and how many label rows the run spells otherwise."""
+    folded = ids.str.lower()
+    first = ids.groupby(folded.to_numpy(), sort=False).transform("first")
+    run_spelling = folded.map(spellings).astype(object)
+    changed = int((run_spelling.notna() & (run_spelling != ids)).sum())
+    return run_spelling.where(run_spelling.notna(), first.astype(object)), changed
 
 
 def _read_table(path: Path) -> pd.DataFrame:
