@@ -53,6 +53,7 @@ def make_run(
     threshold: float = 0.5,
     contributors: int = 20,
     ignore_case: bool | None = None,
+    ring_scores: dict[str, float] | None = None,
 ) -> Path:
     """A hand-made run: R1 (0.9, flagged) a1-a4, R2 (0.7, flagged) b1 b2, R3 (0.3) c1 c2."""
     rows = [
@@ -68,6 +69,8 @@ def make_run(
     members = pd.DataFrame(
         rows, columns=["contributor_id", "ring_id", "ring_score", "member_score", "reasons"]
     )
+    if ring_scores:
+        members["ring_score"] = members["ring_id"].map(ring_scores).fillna(members["ring_score"])
     members["flagged"] = members["ring_score"] >= threshold
     members["first_seen"] = "2024-01-01T00:00:00Z"
     members["last_seen"] = "2024-01-09T00:00:00Z"
@@ -354,6 +357,17 @@ def test_threshold_under_fp_budget(tmp_path: Path) -> None:
     assert rec["threshold"] == 0.9 and rec["false_positives"] == 0
     rec = evaluate_run(run, labels, fp_per_10k=3000).recommendations[0]
     assert rec["threshold"] == 0.3
+
+
+def test_recommended_threshold_is_printed_exactly(tmp_path: Path) -> None:
+    """Rounded, 0.70004 would read 0.700 and flag R2 (0.70001: two more false positives)."""
+    run = make_run(tmp_path, threshold=0.95, ring_scores={"R3": 0.70004, "R2": 0.70001})
+    ev = evaluate_run(run, make_labels(tmp_path), fp_budget_rate=0.4)
+    rec = ev.recommendations[0]
+    assert rec["threshold"] == 0.70004 and rec["flagged_in_run"] == 6
+    printed = dict(ev.summary_rows())["threshold for " + rec["constraint"]]
+    assert printed.startswith("0.70004 (")
+    assert dict(ev.summary_rows())["threshold"] == "0.95"
 
 
 def test_review_capacity_is_respected(tmp_path: Path) -> None:

@@ -39,7 +39,7 @@ from ringfinder.evaluate.inputs import (
     segment_column,
 )
 from ringfinder.evaluate.metrics import Curve, confusion_counts, precision_recall_f1, ratio
-from ringfinder.evaluate.report import format_value, write_evaluation
+from ringfinder.evaluate.report import format_threshold, format_value, write_evaluation
 from ringfinder.evaluate.rings import ring_curve, ring_figures
 from ringfinder.evaluate.thresholds import THRESHOLD_GRID, recommend_thresholds, scan_thresholds
 from ringfinder.schema import CONTRIBUTOR
@@ -100,7 +100,7 @@ class Evaluation:
         curve = self.curves["contributor_ring_score"]
         fmt = format_value
         rows = [
-            ("threshold", fmt(self.threshold)),
+            ("threshold", format_threshold(self.threshold)),
             (
                 "labelled contributors",
                 f"{p['labelled_fraud']} fraud, {p['labelled_benign']} benign,"
@@ -128,7 +128,7 @@ class Evaluation:
             value = "none meets it"
             if rec["threshold"] is not None:
                 value = (
-                    f"{fmt(rec['threshold'])} (recall {fmt(rec['recall'])},"
+                    f"{format_threshold(rec['threshold'])} (recall {fmt(rec['recall'])},"
                     f" precision {fmt(rec['precision'])}, {rec['flagged_in_run']} flagged)"
                 )
             rows.append((f"threshold for {rec['constraint']}", value))

@@ -103,7 +103,7 @@ def render_evaluation_html(evaluation: Evaluation) -> str:
     context = {
         "ev": ev,
         "version": __version__,
-        "threshold": format_value(ev.threshold),
+        "threshold": format_threshold(ev.threshold),
         "summary": {"columns": ["figure", "value"], "rows": ev.summary_rows()},
         "figures": _figures(ev),
         "recommended": _table(ev.recommendations, _RECOMMENDED_COLUMNS),
@@ -165,11 +165,25 @@ def _environment() -> jinja2.Environment:
     )
 
 
+def format_threshold(value: float | None) -> str:
+    """A threshold as text that, used as ``score.threshold``, flags exactly the same rings.
+
+    Rounded to a few places it could fall below a ring score and flag more than was measured.
+
+    Examples
+    --------
+    >>> format_threshold(0.5), format_threshold(0.72549), format_threshold(None)
+    ('0.5', '0.72549', 'n/a')
+    """
+    return "n/a" if value is None else repr(float(value))
+
+
 def _table(rows: list[dict[str, Any]], columns: Sequence[str]) -> dict[str, Any]:
-    return {
-        "columns": list(columns),
-        "rows": [[format_value(r.get(c)) for c in columns] for r in rows],
-    }
+    def cell(row: dict[str, Any], column: str) -> str:
+        value = row.get(column)
+        return format_threshold(value) if column == "threshold" else format_value(value)
+
+    return {"columns": list(columns), "rows": [[cell(r, c) for c in columns] for r in rows]}
 
 
 def _figures(evaluation: Evaluation) -> list[dict[str, Any]]:
