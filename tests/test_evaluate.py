@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import math
 from html.parser import HTMLParser
@@ -516,6 +517,22 @@ def test_a_delimiter_ending_each_label_row_shifts_nothing(tmp_path: Path) -> Non
 
 
 # --------------------------------------------------------------------------- errors
+def test_compressed_label_files_are_read(tmp_path: Path) -> None:
+    run = make_run(tmp_path)
+    labels = pd.read_csv(make_labels(tmp_path), dtype=str, keep_default_na=False)
+    labels.to_csv(tmp_path / "labels.csv.gz", index=False)
+    labels.to_json(tmp_path / "labels.jsonl.bz2", orient="records", lines=True)
+    expected = evaluate_run(run, tmp_path / "labels.csv").contributors
+    for name in ("labels.csv.gz", "labels.jsonl.bz2"):
+        assert evaluate_run(run, tmp_path / name).contributors == expected
+    labels.to_parquet(tmp_path / "labels.parquet")
+    (tmp_path / "labels.parquet.gz").write_bytes(
+        gzip.compress((tmp_path / "labels.parquet").read_bytes())
+    )
+    with pytest.raises(InputError, match="unsupported labels file type '.gz'"):
+        evaluate_run(run, tmp_path / "labels.parquet.gz")
+
+
 def test_missing_label_column_names_file_and_column(tmp_path: Path) -> None:
     path = tmp_path / "verdicts.csv"
     pd.DataFrame({"contributor_id": ["a"], "verdict": ["fraud"]}).to_csv(path, index=False)

@@ -294,8 +294,15 @@ def _respelled(ids: pd.Series, spellings: pd.Series) -> tuple[pd.Series, int]:
     return run_spelling.where(run_spelling.notna(), first.astype(object)), changed
 
 
+#: Compressed text tables pandas reads by their name: labels.csv.gz is a CSV file.
+_COMPRESSED = (".gz", ".bz2", ".xz", ".zst", ".zip")
+
+
 def _read_table(path: Path) -> pd.DataFrame:
     suffix = path.suffix.lower()
+    if suffix in _COMPRESSED:
+        suffix = Path(path.stem).suffix.lower()
+        suffix = suffix if suffix in (".csv", ".tsv", ".txt", ".jsonl", ".ndjson", ".json") else ""
     if not path.is_file():
         raise InputError(f"{path}: labels file not found")
     try:
@@ -313,7 +320,8 @@ def _read_table(path: Path) -> pd.DataFrame:
     except (OSError, ValueError) as exc:
         raise InputError(f"{path}: cannot read labels: {exc}") from None
     raise InputError(
-        f"{path}: unsupported labels file type {suffix!r} (use .csv, .parquet, .jsonl)"
+        f"{path}: unsupported labels file type {suffix or path.suffix!r}"
+        " (use .csv, .tsv, .parquet, .jsonl, the text ones optionally .gz)"
     )
 
 
