@@ -601,6 +601,18 @@ def test_an_event_in_files_with_their_columns_in_another_order_is_one(
     assert_accounting(result)
 
 
+#: Ann and CAT spelled in two cases, Bob in one.
+CASE_ROWS = [
+    ("Ann", T0, "task", "d1", "", ""),
+    ("ann", T0, "login", "d1", "", ""),
+    ("ann", T0, "signup", "d1", "", ""),
+    ("Bob", T0, "task", "d2", "", ""),
+    ("CAT", T0, "task", "d3", "", ""),
+    ("CAT", T0, "login", "d3", "", ""),
+    ("cat", T0, "signup", "d3", "", ""),
+]
+
+
 @pytest.mark.parametrize(
     ("ignore_case", "pseudonymised", "expected"),
     [
@@ -614,18 +626,9 @@ def test_contributor_ids_differing_in_case_are_one_contributor(
 ) -> None:
     """Spelled as its most frequent spelling, lower case or not, and counted once, also when
     ids become tokens."""
-    rows = [
-        ("Ann", T0, "task", "d1", "", ""),
-        ("ann", T0, "login", "d1", "", ""),
-        ("ann", T0, "signup", "d1", "", ""),
-        ("Bob", T0, "task", "d2", "", ""),
-        ("CAT", T0, "task", "d3", "", ""),
-        ("CAT", T0, "login", "d3", "", ""),
-        ("cat", T0, "signup", "d3", "", ""),
-    ]
     privacy = Privacy(key=b"k" * 32, contributors=True) if pseudonymised else NO_PRIVACY
     config = InputConfig(contributor_ignore_case=ignore_case)
-    result, con = ingest([write_events(rows)], config, privacy=privacy)
+    result, con = ingest([write_events(CASE_ROWS)], config, privacy=privacy)
     ids = [e[0] for e in events_of(con)]
     assert result.contributors == len(set(ids)) == (3 if ignore_case else 5)
     if expected is not None:
@@ -647,16 +650,7 @@ def test_contributor_keeps_the_previous_runs_spelling(
     write_events: EventWriter, previous_ids: list[str], expected: list[str], count: int
 ) -> None:
     """A rule engine keyed on yesterday's id still finds the contributor today."""
-    rows = [
-        ("Ann", T0, "task", "d1", "", ""),
-        ("ann", T0, "login", "d1", "", ""),
-        ("ann", T0, "signup", "d1", "", ""),
-        ("Bob", T0, "task", "d2", "", ""),
-        ("CAT", T0, "task", "d3", "", ""),
-        ("CAT", T0, "login", "d3", "", ""),
-        ("cat", T0, "signup", "d3", "", ""),
-    ]
-    result, con = ingest([write_events(rows)], previous_ids=previous_ids)
+    result, con = ingest([write_events(CASE_ROWS)], previous_ids=previous_ids)
     assert [e[0] for e in events_of(con)] == expected
     assert result.contributors == count
     assert_accounting(result)
