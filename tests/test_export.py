@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import numpy as np
@@ -70,3 +71,16 @@ def test_an_empty_frame_writes_its_header(tmp_path: Path) -> None:
     path = tmp_path / "e.csv"
     write_csv(pd.DataFrame({"a": pd.Series(dtype=object), "b": pd.Series(dtype=float)}), path)
     assert path.read_text() == "a,b\n"
+
+
+def test_a_semicolon_never_starts_a_formula_in_a_semicolon_spreadsheet(tmp_path: Path) -> None:
+    """Split at ';' (a spreadsheet's list separator in much of Europe), no part is a formula."""
+    frame = pd.DataFrame({"id": ["c1", "x;=1+1", "y;@SUM(A1)"], "ring": ["R1", "R2", "R3"]})
+    path = tmp_path / "t.csv"
+    write_csv(frame, path)
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert lines == ['"id",ring', '"c1",R1', '"x;=1+1",R2', '"y;@SUM(A1)",R3']
+    for row in csv.reader(lines, delimiter=";"):
+        assert not any(cell.startswith(("=", "+", "-", "@")) for cell in row)
+    back = pd.read_csv(path, dtype=str)
+    pd.testing.assert_frame_equal(back, frame, check_dtype=False)

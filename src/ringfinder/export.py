@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ringfinder.errors import ConfigError
-from ringfinder.normalise import sql_literal
+from ringfinder.normalise import sql_identifier, sql_literal
 from ringfinder.schema import (
     FORMULA_GUARD,
     FORMULA_START,
@@ -92,14 +92,23 @@ def write_csv(frame: pd.DataFrame, path: Path) -> None:
     DuckDB's writer quotes and formats numbers as pandas' ``to_csv`` does (shortest round-trip
     floats, quotes only where needed) at a fifth of the time. Only an empty text differs: DuckDB
     quotes it to tell it from a missing value, so it is written missing, as pandas writes it.
+
+    A spreadsheet set to a ``;`` list separator splits unquoted cells at ``;``, and a part
+    after one (``a;=1+1``) would start a formula there: a text column holding a ``;`` is
+    quoted throughout.
     """
     safe = spreadsheet_safe(frame)
+    quoted = []
     for column in safe.columns:
         if pd.api.types.is_object_dtype(safe[column]) or pd.api.types.is_string_dtype(safe[column]):
-            safe[column] = safe[column].mask(safe[column].eq("").fillna(False).astype(bool))
+            text = safe[column]
+            safe[column] = text.mask(text.eq("").fillna(False).astype(bool))
+            if text.astype(str).str.contains(";", regex=False).any():
+                quoted.append(sql_identifier(str(column)))
+    force = f", FORCE_QUOTE ({', '.join(quoted)})" if quoted else ""
     with duckdb.connect() as con:
         con.register("rf_csv", safe)
-        con.execute(f"COPY rf_csv TO {sql_literal(str(path))} (FORMAT csv, HEADER)")
+        con.execute(f"COPY rf_csv TO {sql_literal(str(path))} (FORMAT csv, HEADER{force})")
 
 
 def write_table(frame: pd.DataFrame, folder: Path, name: str, *, parquet: bool) -> None:
