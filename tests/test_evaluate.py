@@ -452,6 +452,12 @@ def test_labels_as_dataframe_with_review_dates() -> None:
     assert verdicts["x"] == 1.0 and verdicts["y"] == 1.0 and math.isnan(verdicts["z"])
     assert table.segments == ("tenure_days",)
     assert table.review_range is not None and table.review_range[0].startswith("2024-01-01")
+    for dates in (["2024-03-01", "2024-03-01"], ["", ""]):  # the latest is a tie: no winner
+        tied = labels.iloc[:2].assign(review_date=dates)
+        with pytest.raises(InputError, match="'x' has conflicting labels .two verdicts share"):
+            read_labels(tied)
+    older_tie = labels.iloc[:2].assign(review_date=["2024-03-01", ""])
+    assert read_labels(older_tie).frame["y"].tolist() == [1.0]  # a dated verdict beats none
 
 
 def test_numeric_segments_are_binned() -> None:

@@ -268,14 +268,22 @@ def read_labels(
             review_range = (when.min().isoformat(), when.max().isoformat())
         frame = frame.sort_values("_when", kind="stable", na_position="first")
     known = frame[frame["y"].notna()]
-    if review is None:
-        verdicts = known.groupby(CONTRIBUTOR)["y"].nunique()
-        conflicting = verdicts[verdicts > 1]
-        if len(conflicting):
-            raise InputError(
-                f"{source}: contributor {conflicting.index[0]!r} has conflicting labels (add a"
-                " review_date column so the latest verdict wins)"
-            )
+    latest = known
+    if review is not None:  # verdicts of one date conflict as undated ones do
+        when = known["_when"]
+        last = when.groupby(known[CONTRIBUTOR]).transform("max")  # NaT when none is dated
+        latest = known[when.eq(last) | (when.isna() & last.isna())]
+    verdicts = latest.groupby(CONTRIBUTOR)["y"].nunique()
+    conflicting = verdicts[verdicts > 1]
+    if len(conflicting):
+        hint = (
+            "two verdicts share its latest review_date"
+            if review is not None
+            else "add a review_date column so the latest verdict wins"
+        )
+        raise InputError(
+            f"{source}: contributor {conflicting.index[0]!r} has conflicting labels ({hint})"
+        )
     known = known.drop_duplicates(CONTRIBUTOR, keep="last")
     unknown = frame[frame["y"].isna() & ~isin_ids(frame[CONTRIBUTOR], known[CONTRIBUTOR])]
     unknown = unknown.drop_duplicates(CONTRIBUTOR, keep="last")
