@@ -828,7 +828,16 @@ def test_a_failing_query() -> None:
 
 
 @pytest.mark.parametrize(
-    "ending", [";", " ;\n ; ", "  -- yesterday's events", "\n-- a last comment;\n"]
+    "ending",
+    [
+        ";",
+        " ;\n ; ",
+        "  -- yesterday's events",
+        "\n-- a last comment;\n",
+        "; -- done",
+        "; /* up to yesterday */",
+        " -- a ')' and a ';' in a comment",
+    ],
 )
 def test_a_query_is_taken_as_written(
     tmp_path: Path, write_events: EventWriter, ending: str
@@ -839,8 +848,27 @@ def test_a_query_is_taken_as_written(
     assert events_of(con) == EXPECTED_EVENTS
 
 
+@pytest.mark.parametrize(
+    ("query", "error"),
+    [
+        ("SELECT 1 AS a; SELECT 2 AS b", "sql: give one query, not 2 statements"),
+        (
+            "SELECT 1 AS a; DROP TABLE events",
+            "sql: give one query, not 2 statements",
+        ),
+        (
+            "CREATE TABLE t AS SELECT 1 AS a",
+            "sql: give a query (SELECT ...), not a CREATE statement",
+        ),
+    ],
+)
+def test_only_one_query_is_run(query: str, error: str) -> None:
+    assert error_of([], sql=query) == error
+
+
 def test_an_empty_query_or_a_nested_mapped_column_is_refused() -> None:
     assert error_of([], sql=" ;\n") == "sql: the query is empty"
+    assert error_of([], sql="-- nothing but a comment") == "sql: the query is empty"
     nested = "SELECT 'c1' AS contributor_id, now() AS event_time, ['d1'] AS device_id"
     config = InputConfig(event_type="", kinds={"device": KindConfig(column="device_id")})
     assert error_of([], config, sql=nested) == (

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from contextlib import nullcontext
@@ -222,17 +221,38 @@ def rejected_lines(con: duckdb.DuckDBPyConnection, index: int, path: Path, fmt: 
     return f"rf_rejected_{index}"
 
 
+def _one_query(con: duckdb.DuckDBPyConnection, query: str, label: str) -> str:
+    """The one SELECT in ``query``, without the ``;`` and comments after it, ending a line.
+
+    DuckDB's parser and tokenizer find the statement and its last token, so a ``;`` or ``)``
+    inside a string or a comment is read as the user meant it.
+    """
+    statements = con.extract_statements(query)
+    if not statements:
+        raise InputError(f"{label}: the query is empty")
+    if len(statements) > 1:
+        raise InputError(f"{label}: give one query, not {len(statements)} statements")
+    if statements[0].type != duckdb.StatementType.SELECT:
+        kind = statements[0].type.name
+        raise InputError(f"{label}: give a query (SELECT ...), not a {kind} statement")
+    tokens = duckdb.tokenize(query)
+    end = len(tokens)
+    while end and (
+        tokens[end - 1][1] == duckdb.token_type.comment or query[tokens[end - 1][0]] == ";"
+    ):
+        end -= 1
+    cut = tokens[end][0] if end < len(tokens) else len(query)
+    return f"{query[:cut]}\n"
+
+
 def stage_query(con: duckdb.DuckDBPyConnection, query: str, label: str, config: InputConfig) -> str:
     """Run the input query once into a narrow staging table of checked rows.
 
-    The query is taken as a user writes it: a trailing ``;`` is dropped, and it ends on a line
-    of its own, so that a closing ``-- comment`` does not swallow the parenthesis around it.
+    The query is taken as a user writes it, with any ``;`` and comments after it, and read
+    as a subquery.
     """
-    query = re.sub(r"[\s;]+$", "", query)
-    if not query.strip():
-        raise InputError(f"{label}: the query is empty")
-    query = f"{query}\n"
     try:
+        query = _one_query(con, query, label)
         types = column_types(con, f"({query})")
         check_parquet_types(types, label, config)
         typed_time = _typed_time_sql(types, config)
