@@ -866,6 +866,13 @@ def test_only_one_query_is_run(query: str, error: str) -> None:
     assert error_of([], sql=query) == error
 
 
+def test_a_pivot_is_a_query() -> None:
+    # DuckDB parses PIVOT as several statements; it still reads as the input.
+    assert error_of([], sql="PIVOT (SELECT 1 AS a, 2 AS b) ON a USING sum(b)") == (
+        "sql: column 'contributor_id' (input.contributor) not found; columns are: 1"
+    )
+
+
 def test_an_empty_query_or_a_nested_mapped_column_is_refused() -> None:
     assert error_of([], sql=" ;\n") == "sql: the query is empty"
     assert error_of([], sql="-- nothing but a comment") == "sql: the query is empty"

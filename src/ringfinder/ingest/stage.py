@@ -232,7 +232,8 @@ def _one_query(con: duckdb.DuckDBPyConnection, query: str, label: str) -> str:
         raise InputError(f"{label}: the query is empty")
     if len(statements) > 1:
         raise InputError(f"{label}: give one query, not {len(statements)} statements")
-    if statements[0].type != duckdb.StatementType.SELECT:
+    # PIVOT parses as MULTI: a query that reads as a subquery, so it is left to run.
+    if statements[0].type not in (duckdb.StatementType.SELECT, duckdb.StatementType.MULTI):
         kind = statements[0].type.name
         raise InputError(f"{label}: give a query (SELECT ...), not a {kind} statement")
     tokens = duckdb.tokenize(query)
