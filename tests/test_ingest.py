@@ -860,6 +860,10 @@ def test_a_query_is_taken_as_written(
             "CREATE TABLE t AS SELECT 1 AS a",
             "sql: give a query (SELECT ...), not a CREATE statement",
         ),
+        (
+            "INSERT INTO t VALUES (1)",
+            "sql: give a query (SELECT ...), not an INSERT statement",
+        ),
     ],
 )
 def test_only_one_query_is_run(query: str, error: str) -> None:

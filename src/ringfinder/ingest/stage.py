@@ -235,7 +235,8 @@ def _one_query(con: duckdb.DuckDBPyConnection, query: str, label: str) -> str:
     # PIVOT parses as MULTI: a query that reads as a subquery, so it is left to run.
     if statements[0].type not in (duckdb.StatementType.SELECT, duckdb.StatementType.MULTI):
         kind = statements[0].type.name
-        raise InputError(f"{label}: give a query (SELECT ...), not a {kind} statement")
+        article = "an" if kind[0] in "AEIOU" else "a"
+        raise InputError(f"{label}: give a query (SELECT ...), not {article} {kind} statement")
     tokens = duckdb.tokenize(query)
     end = len(tokens)
     while end and (
