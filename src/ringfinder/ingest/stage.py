@@ -222,7 +222,7 @@ def rejected_lines(con: duckdb.DuckDBPyConnection, index: int, path: Path, fmt: 
 
 
 def _one_query(con: duckdb.DuckDBPyConnection, query: str, label: str) -> str:
-    """The one SELECT in ``query``, without the ``;`` and comments after it, ending a line.
+    """The one SELECT in ``query``, without the ``;`` and comments after it.
 
     DuckDB's parser and tokenizer find the statement and its last token, so a ``;`` or ``)``
     inside a string or a comment is read as the user meant it.
@@ -237,14 +237,12 @@ def _one_query(con: duckdb.DuckDBPyConnection, query: str, label: str) -> str:
         kind = statements[0].type.name
         article = "an" if kind[0] in "AEIOU" else "a"
         raise InputError(f"{label}: give a query (SELECT ...), not {article} {kind} statement")
-    tokens = duckdb.tokenize(query)
-    end = len(tokens)
-    while end and (
-        tokens[end - 1][1] == duckdb.token_type.comment or query[tokens[end - 1][0]] == ";"
-    ):
-        end -= 1
-    cut = tokens[end][0] if end < len(tokens) else len(query)
-    return f"{query[:cut]}\n"
+    cut = len(query)
+    for offset, token in reversed(duckdb.tokenize(query)):
+        if token != duckdb.token_type.comment and query[offset] != ";":
+            break
+        cut = offset
+    return query[:cut]
 
 
 def stage_query(con: duckdb.DuckDBPyConnection, query: str, label: str, config: InputConfig) -> str:
