@@ -10,6 +10,7 @@ ring is scored quickly.
 from __future__ import annotations
 
 import csv
+import gzip
 import json
 import os
 import re
@@ -155,6 +156,25 @@ HOSTILE = {
     ),
     "binary garbage as gzipped CSV": Hostile(
         _file("events.csv.gz", GARBAGE), 1, ("{path}: cannot read as csv", "GZIP")
+    ),
+    "lone CR in an unquoted field": Hostile(
+        _file(
+            "events.csv", HEADER + good_lines(5) + "c9,2024-03-01T00:00:00Z,task,de\rv,1.2.3.4,P\n"
+        ),
+        1,
+        ("{path}: line 7 holds a carriage return (\\r) outside quotes", "quote that field"),
+    ),
+    "lone CR in a gzipped CRLF file": Hostile(
+        _file(
+            "events.csv.gz",
+            gzip.compress(
+                (HEADER + good_lines(3) + "c9\r,2024-03-01T00:00:00Z,t,d,1.2.3.4,P\n")
+                .replace("\n", "\r\n")
+                .encode()
+            ),
+        ),
+        1,
+        ("{path}: line 5 holds a carriage return",),
     ),
     "binary garbage as Parquet": Hostile(
         _file("events.parquet", GARBAGE), 1, ("{path}: cannot read as parquet",)

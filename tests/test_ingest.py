@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import ringfinder.ingest
+import ringfinder.ingest.dialect
 from ringfinder.config import InputConfig, KindConfig
 from ringfinder.errors import InputError
 from ringfinder.ingest import (
@@ -29,7 +30,7 @@ from ringfinder.ingest import (
     read_known_bad,
     resolve_inputs,
 )
-from ringfinder.ingest.dialect import Dialect, read_dialect
+from ringfinder.ingest.dialect import Dialect, lone_carriage_return, read_dialect
 from ringfinder.ingest.stage import FAST_TIME_FORMATS
 from ringfinder.privacy import NO_PRIVACY, Privacy, pseudonym
 
@@ -465,6 +466,31 @@ def test_headers_it_cannot_read_are_left_to_the_sniffer(tmp_path: Path, text: st
     path = tmp_path / "events.csv"
     path.write_text(text)
     assert read_dialect(path, []) is None
+
+
+@pytest.mark.parametrize(
+    ("data", "line"),
+    [
+        (b"h,h\r\na,b\r\nc\rd,e\r\n", 3),  # CRLF lines, a lone CR on the third
+        (b'h,h\na,"b\r\n\rc"\nd,e\rf\n', 4),  # quoted CRs are data; the lone one is line 4
+        (b"h,h\na,b\n", None),
+        (b"h,h\ra,b\rc,d\r", None),  # the lines of a classic Mac file end in CR
+        (b'h,h\na,"b\rc"\n', None),
+    ],
+    ids=["crlf", "after-quoted", "none", "mac", "quoted"],
+)
+def test_the_first_lone_carriage_return_outside_quotes_is_found(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, data: bytes, line: int | None
+) -> None:
+    path = tmp_path / "events.csv"
+    path.write_bytes(data)
+    assert lone_carriage_return(path) == line
+    for size in range(1, len(data) + 1):  # a CR at a chunk's end waits for the next chunk
+        monkeypatch.setattr(ringfinder.ingest.dialect, "CHUNK_BYTES", size)
+        assert lone_carriage_return(path) == line, size
+    zipped = tmp_path / "events.csv.gz"
+    zipped.write_bytes(gzip.compress(data))
+    assert lone_carriage_return(zipped) == line
 
 
 def test_a_mapped_column_twice_in_the_header_is_an_error(tmp_path: Path) -> None:

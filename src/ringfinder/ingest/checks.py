@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import codecs
 import gzip
+from io import BufferedIOBase
 from pathlib import Path
 
 import duckdb
@@ -24,15 +25,23 @@ PARQUET_MAGIC = b"PAR1"
 NESTED_TYPES = ("STRUCT", "MAP", "UNION")
 
 
+def open_bytes(path: Path) -> BufferedIOBase | None:
+    """The file's bytes, decompressed if gzipped; ``None`` for zstd, which the standard library
+    cannot read (DuckDB does)."""
+    if path.suffix.lower() == ".gz":
+        return gzip.open(path, "rb")
+    if path.suffix.lower() == ".zst":
+        return None
+    return path.open("rb")
+
+
 def file_head(path: Path) -> bytes | None:
-    """The first bytes of a file, decompressed if gzipped; ``None`` when they cannot be read."""
+    """The first bytes of a file (``open_bytes``); ``None`` when they cannot be read."""
     try:
-        if path.suffix.lower() == ".gz":
-            with gzip.open(path, "rb") as handle:
-                return handle.read(HEAD_BYTES)
-        if path.suffix.lower() == ".zst":
+        handle = open_bytes(path)
+        if handle is None:
             return None
-        with path.open("rb") as handle:
+        with handle:
             return handle.read(HEAD_BYTES)
     except (OSError, EOFError):
         return None  # DuckDB reports the unreadable or corrupt file

@@ -13,13 +13,17 @@ import re
 from collections import Counter
 from collections.abc import Collection
 from dataclasses import dataclass
+from io import BufferedIOBase, BytesIO
 from pathlib import Path
 
 from ringfinder.errors import InputError
-from ringfinder.ingest.checks import HEAD_BYTES, file_head
+from ringfinder.ingest.checks import HEAD_BYTES, file_head, open_bytes
 
 DELIMITERS = (",", "\t", ";", "|")
 QUOTE = '"'
+CHUNK_BYTES = 1 << 20
+QUOTE_BYTE = QUOTE.encode()
+LONE_CR = re.compile(rb"\r(?!\n)")
 
 
 @dataclass(frozen=True)
@@ -76,3 +80,43 @@ def read_dialect(path: Path, mapped: Collection[str], head: bytes | None = None)
                 f"which one to read is ambiguous: rename or drop the others"
             )
     return Dialect(delimiter, tuple(columns))
+
+
+def lone_carriage_return(path: Path) -> int | None:
+    """The line of the first carriage return outside ``"`` quotes that ends no line (no line
+    feed follows it), where DuckDB's CSV reader stops with "invalid state"; ``None`` if there is
+    none, the file's lines end in CR alone (a classic Mac file), or it cannot be read here.
+
+    Inside quotes a CR is data, and DuckDB reads it.
+    """
+    head = file_head(path)  # None for a zstd file, as open_bytes gives
+    if head is None:
+        return None
+    first_cr, first_lf = head.find(b"\r"), head.find(b"\n")
+    if 0 <= first_cr and (first_lf < 0 or first_cr < first_lf) and LONE_CR.match(head, first_cr):
+        return None
+    try:
+        with open_bytes(path) or BytesIO() as handle:
+            return _first_lone_cr(handle)
+    except (OSError, EOFError):
+        return None
+
+
+def _first_lone_cr(handle: BufferedIOBase) -> int | None:
+    """``lone_carriage_return`` of an open file, read a chunk at a time."""
+    lines, quotes, carry = 1, 0, b""
+    while data := handle.read(CHUNK_BYTES):
+        chunk, carry = carry + data, b""
+        end = len(chunk)
+        if chunk.endswith(b"\r"):  # whether a line feed follows is in the next chunk
+            carry, end = b"\r", end - 1
+        start = 0
+        for match in LONE_CR.finditer(chunk, 0, end):
+            lines += chunk.count(b"\n", start, match.start())
+            quotes += chunk.count(QUOTE_BYTE, start, match.start())
+            start = match.start()
+            if quotes % 2 == 0:
+                return lines
+        lines += chunk.count(b"\n", start, end)
+        quotes += chunk.count(QUOTE_BYTE, start, end)
+    return None

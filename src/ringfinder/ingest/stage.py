@@ -18,7 +18,7 @@ from ringfinder.ingest.checks import (
     column_types,
     mapped_columns,
 )
-from ringfinder.ingest.dialect import Dialect, read_dialect
+from ringfinder.ingest.dialect import Dialect, lone_carriage_return, read_dialect
 from ringfinder.normalise import placeholder_list_sql, sql_identifier, sql_literal, sql_trim
 
 JSON_LINE = "rf_line"
@@ -176,6 +176,12 @@ def stage_file(
     except duckdb.OutOfMemoryException:
         raise  # not the input's fault: the CLI says how to give it memory
     except duckdb.Error as exc:
+        if fmt == "csv" and (line := lone_carriage_return(path)):
+            raise InputError(
+                f"{path}: line {line} holds a carriage return (\\r) outside quotes that ends no "
+                f"line, which the CSV reader cannot read past: quote that field or remove the "
+                f"\\r (e.g. tr -d '\\r')"
+            ) from None
         raise InputError(f"{path}: cannot read as {fmt}: {_duck_error(exc)}") from None
     return table
 
