@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import codecs
 import gzip
+from collections.abc import Callable
 from io import BufferedIOBase
 from pathlib import Path
+from typing import TypeVar
 
 import duckdb
 
@@ -23,28 +25,24 @@ HEAD_BYTES = 1 << 16
 PARQUET_MAGIC = b"PAR1"
 # Parquet column types that are not one value per row: a mapped column of these is unusable.
 NESTED_TYPES = ("STRUCT", "MAP", "UNION")
+T = TypeVar("T")
 
 
-def open_bytes(path: Path) -> BufferedIOBase | None:
-    """The file's bytes, decompressed if gzipped; ``None`` for zstd, which the standard library
-    cannot read (DuckDB does)."""
-    if path.suffix.lower() == ".gz":
-        return gzip.open(path, "rb")
-    if path.suffix.lower() == ".zst":
-        return None
-    return path.open("rb")
+def read_bytes(path: Path, read: Callable[[BufferedIOBase], T]) -> T | None:
+    """``read`` of the file's bytes, decompressed if gzipped; ``None`` when they cannot be read
+    here: a zstd file (DuckDB reads those, the standard library cannot), or an unreadable one."""
+    try:
+        if path.suffix.lower() == ".zst":
+            return None
+        with gzip.open(path, "rb") if path.suffix.lower() == ".gz" else path.open("rb") as handle:
+            return read(handle)
+    except (OSError, EOFError):
+        return None  # DuckDB reports the unreadable or corrupt file
 
 
 def file_head(path: Path) -> bytes | None:
-    """The first bytes of a file (``open_bytes``); ``None`` when they cannot be read."""
-    try:
-        handle = open_bytes(path)
-        if handle is None:
-            return None
-        with handle:
-            return handle.read(HEAD_BYTES)
-    except (OSError, EOFError):
-        return None  # DuckDB reports the unreadable or corrupt file
+    """The first bytes of a file (``read_bytes``)."""
+    return read_bytes(path, lambda handle: handle.read(HEAD_BYTES))
 
 
 def check_text(path: Path, fmt: str) -> bytes | None:

@@ -13,11 +13,11 @@ import re
 from collections import Counter
 from collections.abc import Collection
 from dataclasses import dataclass
-from io import BufferedIOBase, BytesIO
+from io import BufferedIOBase
 from pathlib import Path
 
 from ringfinder.errors import InputError
-from ringfinder.ingest.checks import HEAD_BYTES, file_head, open_bytes
+from ringfinder.ingest.checks import HEAD_BYTES, file_head, read_bytes
 
 DELIMITERS = (",", "\t", ";", "|")
 QUOTE = '"'
@@ -89,17 +89,7 @@ def lone_carriage_return(path: Path) -> int | None:
 
     Inside quotes a CR is data, and DuckDB reads it.
     """
-    head = file_head(path)  # None for a zstd file, as open_bytes gives
-    if head is None:
-        return None
-    first_cr, first_lf = head.find(b"\r"), head.find(b"\n")
-    if 0 <= first_cr and (first_lf < 0 or first_cr < first_lf) and LONE_CR.match(head, first_cr):
-        return None
-    try:
-        with open_bytes(path) or BytesIO() as handle:
-            return _first_lone_cr(handle)
-    except (OSError, EOFError):
-        return None
+    return read_bytes(path, _first_lone_cr)
 
 
 def _first_lone_cr(handle: BufferedIOBase) -> int | None:
@@ -116,7 +106,8 @@ def _first_lone_cr(handle: BufferedIOBase) -> int | None:
             quotes += chunk.count(QUOTE_BYTE, start, match.start())
             start = match.start()
             if quotes % 2 == 0:
-                return lines
+                # With no line feed before it, it ends the first line: a classic Mac file.
+                return lines if lines > 1 else None
         lines += chunk.count(b"\n", start, end)
         quotes += chunk.count(QUOTE_BYTE, start, end)
     return None
